@@ -11,6 +11,7 @@ pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod connect;
+pub mod convert;
 pub mod kv;
 pub mod consume;
 pub mod metrics;

@@ -1,0 +1,556 @@
+//! The classifier's shell: three consumers (tickets, operator commands,
+//! thresholds reached) that each turn a message into a domain `Fact`, fold
+//! it into the incident with `Incident::apply`, store the projection with a
+//! revision check, and publish the change.
+//!
+//! Crash safety: the projection is written first, then the event is
+//! published with the id `inc:<incident>:<revision>:<kind>`. When a crash
+//! falls in between, the redelivered fact folds to `Unchanged`, and the
+//! event of the stored revision (kept beside the projection as
+//! `last_event`) is published again; the broker drops it if it was
+//! already stored. Two replicas never lose an update: every write checks
+//! the revision it read, and a loser folds the fact again on fresh state.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::kv::Store;
+use chrono::{DateTime, Duration, Utc};
+use nisvakt_bus::clock::from_timestamp;
+use nisvakt_bus::consume::{self, ConsumerSpec};
+use nisvakt_bus::kv::{self, Versioned};
+use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology};
+use nisvakt_domain::correlate;
+use nisvakt_domain::incident::{Fact, Incident, IncidentId, OutcomeKind};
+use nisvakt_domain::rules::RuleSet;
+use nisvakt_domain::text::Lexicon;
+use nisvakt_domain::ticket::Ticket;
+use nisvakt_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Config;
+
+/// The event last published for the stored revision, kept so a crash
+/// between store and publish can be repaired on redelivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastEvent {
+    /// `opened`, `updated`, `assessed` or `resolved`.
+    pub kind: String,
+    /// The revision it describes.
+    pub revision: u64,
+    /// Rule sets that became reportable with it.
+    #[serde(default)]
+    pub became_reportable: Vec<String>,
+    /// What changed.
+    #[serde(default)]
+    pub changes: Vec<String>,
+    /// What caused it.
+    #[serde(default)]
+    pub cause: String,
+}
+
+/// What the `nis_incidents` bucket holds: the projection, plus the last
+/// event (an extra field of the served JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored {
+    /// The incident projection.
+    #[serde(flatten)]
+    pub incident: Incident,
+    /// The event of this revision.
+    #[serde(default)]
+    pub last_event: Option<LastEvent>,
+}
+
+struct Ctx {
+    rt: Runtime,
+    rules: Vec<RuleSet>,
+    lexicon: Lexicon,
+    window: Duration,
+    incidents: Store,
+    correlation: Store,
+}
+
+/// Loads rules, connects and runs until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    // Everything that can be wrong in configuration fails before connecting.
+    let rules = nisvakt_domain::rules::load_spec(&config.rules)
+        .map_err(|e| anyhow::anyhow!("NISVAKT_RULES={}: {e}", config.rules))?;
+    if rules.is_empty() {
+        anyhow::bail!("NISVAKT_RULES={}: no rule set found", config.rules);
+    }
+    let lexicon = match &config.lexicon {
+        Some(p) => Lexicon::load(p).map_err(|e| anyhow::anyhow!("NISVAKT_LEXICON: {e}"))?,
+        None => Lexicon::default_sv(),
+    };
+    let window = nisvakt_domain::time::parse_duration(&config.correlation_window)
+        .map_err(|e| anyhow::anyhow!("NISVAKT_CORRELATION_WINDOW: {e}"))?;
+    for r in &rules {
+        tracing::info!(rule_set = %r.id, version = %r.version, "rule set active");
+    }
+
+    let rt = Runtime::start("classifier", &config.common, crate::DEFAULT_ADMIN, shutdown.clone())
+        .await?;
+    let ctx = Arc::new(Ctx {
+        incidents: topology::bucket_or_create(&rt.js, topology::BUCKET_INCIDENTS).await?,
+        correlation: topology::bucket_or_create(&rt.js, topology::BUCKET_CORRELATION).await?,
+        rt: rt.clone(),
+        rules,
+        lexicon,
+        window,
+    });
+
+    let tickets = {
+        let ctx = ctx.clone();
+        consume::run(
+            rt.publisher.clone(),
+            "classifier",
+            ConsumerSpec::new(topology::TICKETS, "classifier-tickets", &[]),
+            rt.metrics.clone(),
+            shutdown.clone(),
+            move |d| {
+                let ctx = ctx.clone();
+                async move { on_ticket(&ctx, d).await }
+            },
+        )
+    };
+    let commands = {
+        let ctx = ctx.clone();
+        consume::run(
+            rt.publisher.clone(),
+            "classifier",
+            ConsumerSpec::new(
+                topology::COMMANDS,
+                "classifier-commands",
+                &["nis.v1.command.incident.>"],
+            ),
+            rt.metrics.clone(),
+            shutdown.clone(),
+            move |d| {
+                let ctx = ctx.clone();
+                async move { on_command(&ctx, d).await }
+            },
+        )
+    };
+    let thresholds = {
+        let ctx = ctx.clone();
+        consume::run(
+            rt.publisher.clone(),
+            "classifier",
+            ConsumerSpec::new(
+                topology::DEADLINES,
+                "classifier-thresholds",
+                &["nis.v1.deadline.*.threshold_reached"],
+            ),
+            rt.metrics.clone(),
+            shutdown.clone(),
+            move |d| {
+                let ctx = ctx.clone();
+                async move { on_threshold(&ctx, d).await }
+            },
+        )
+    };
+    let (a, b, c) = tokio::join!(tickets, commands, thresholds);
+    rt.close().await;
+    a?;
+    b?;
+    c?;
+    Ok(())
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+/// A new incident's id, derived from the ticket that opens it so that a
+/// redelivery of that ticket finds the same id: `inc_` + a ULID whose time
+/// is the acceptance and whose randomness is the receipt's hash.
+fn new_incident_id(receipt_id: &str, accepted_at: DateTime<Utc>) -> IncidentId {
+    let digest = Sha256::digest(receipt_id.as_bytes());
+    let mut random = 0u128;
+    for b in &digest[..10] {
+        random = (random << 8) | u128::from(*b);
+    }
+    let ms = accepted_at.timestamp_millis().max(0) as u64;
+    let ulid = ulid::Ulid::from_parts(ms, random);
+    IncidentId(format!("inc_{ulid}"))
+}
+
+fn incident_key(id: &str) -> String {
+    subjects::token(id)
+}
+
+/// Keys in the correlation bucket.
+fn ticket_key(t: &Ticket) -> String {
+    format!("t.{}", short_hash(&[&t.source, &t.ticket_id]))
+}
+
+fn disruption_key(k: &str) -> String {
+    format!("d.{}", short_hash(&[k]))
+}
+
+async fn on_ticket(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
+    let accepted = d.decode::<pb::TicketAccepted>()?;
+    let ticket = accepted
+        .ticket
+        .as_ref()
+        .ok_or_else(|| HandleError::Permanent("TicketAccepted without ticket".into()))?;
+    let ticket = convert::ticket_from_pb(ticket).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    let accepted_at = accepted
+        .accepted_at
+        .as_ref()
+        .and_then(from_timestamp)
+        .ok_or_else(|| HandleError::Permanent("TicketAccepted without accepted_at".into()))?;
+    let fact = Fact::Ticket {
+        receipt_id: accepted.receipt_id.clone(),
+        ticket: ticket.clone(),
+        accepted_at,
+    };
+    for _ in 0..16 {
+        let id = match route_ticket(ctx, &ticket, &accepted.receipt_id, accepted_at).await {
+            Ok(id) => id,
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match fold(ctx, &id, &fact, "ticket", &d.trace, true).await {
+            Ok(()) => {
+                // Updates of this ticket go to the same incident.
+                let _ = ctx
+                    .correlation
+                    .put(ticket_key(&ticket), id.0.clone().into())
+                    .await;
+                return Ok(());
+            }
+            Err(FoldError::Conflict) => continue,
+            Err(FoldError::Handle(e)) => return Err(e),
+        }
+    }
+    Err(HandleError::Transient("too many concurrent writers".into()))
+}
+
+/// Which incident a ticket belongs to: the one its earlier revisions went
+/// to, else the open incident of the same disruption if it correlates,
+/// else a new one (claimed in the correlation bucket so that two replicas
+/// cannot open two incidents for one disruption).
+async fn route_ticket(
+    ctx: &Ctx,
+    ticket: &Ticket,
+    receipt_id: &str,
+    accepted_at: DateTime<Utc>,
+) -> Result<IncidentId, kv::Error> {
+    let broker = |e: String, key: &str| kv::Error::Broker {
+        key: key.to_string(),
+        reason: e,
+    };
+    let tk = ticket_key(ticket);
+    if let Some(id) = ctx
+        .correlation
+        .get(&tk)
+        .await
+        .map_err(|e| broker(e.to_string(), &tk))?
+    {
+        return Ok(IncidentId(String::from_utf8_lossy(&id).into_owned()));
+    }
+    let dk = disruption_key(&correlate::correlation_key(ticket, &ctx.lexicon));
+    let entry = ctx
+        .correlation
+        .entry(&dk)
+        .await
+        .map_err(|e| broker(e.to_string(), &dk))?;
+    let fresh = new_incident_id(receipt_id, accepted_at);
+    let revision = match entry {
+        Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
+            let id = IncidentId(String::from_utf8_lossy(&e.value).into_owned());
+            if id == fresh {
+                return Ok(id); // our own claim, from before a crash
+            }
+            let stored: Versioned<Stored> = kv::read(&ctx.incidents, &incident_key(&id.0)).await?;
+            match stored.value {
+                Some(s) if correlate::correlates(&s.incident, ticket, &ctx.lexicon, ctx.window) => {
+                    return Ok(id);
+                }
+                None => return Ok(id), // claimed, not yet written: a crash; it will be
+                Some(_) => e.revision,
+            }
+        }
+        Some(e) => e.revision,
+        None => 0,
+    };
+    let value: bytes::Bytes = fresh.0.clone().into();
+    let claimed = if revision == 0 {
+        ctx.correlation.create(&dk, value).await.map(|_| ())
+            .map_err(|e| match e.kind() {
+                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => kv::Error::Conflict(dk.clone()),
+                _ => broker(e.to_string(), &dk),
+            })
+    } else {
+        ctx.correlation.update(&dk, value, revision).await.map(|_| ())
+            .map_err(|e| match e.kind() {
+                async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => kv::Error::Conflict(dk.clone()),
+                _ => broker(e.to_string(), &dk),
+            })
+    };
+    claimed.map(|_| fresh)
+}
+
+enum FoldError {
+    Conflict,
+    Handle(HandleError),
+}
+
+impl From<kv::Error> for FoldError {
+    fn from(e: kv::Error) -> Self {
+        match e {
+            kv::Error::Conflict(_) => FoldError::Conflict,
+            other => FoldError::Handle(other.into()),
+        }
+    }
+}
+
+impl From<HandleError> for FoldError {
+    fn from(e: HandleError) -> Self {
+        FoldError::Handle(e)
+    }
+}
+
+/// Folds one fact into one incident, stores it and publishes the change.
+async fn fold(
+    ctx: &Ctx,
+    id: &IncidentId,
+    fact: &Fact,
+    cause: &str,
+    trace: &TraceContext,
+    may_open: bool,
+) -> Result<(), FoldError> {
+    let key = incident_key(&id.0);
+    let current: Versioned<Stored> = kv::read(&ctx.incidents, &key).await?;
+    let now = fact_time(fact).max(ctx.rt.clock.now());
+    let mut stored = match current.value {
+        Some(s) => s,
+        None if may_open => Stored {
+            incident: Incident::open(id.clone(), now),
+            last_event: None,
+        },
+        None => {
+            return Err(FoldError::Handle(HandleError::Permanent(format!(
+                "incident {} does not exist",
+                id.0
+            ))));
+        }
+    };
+    let outcome = stored.incident.apply(fact, &ctx.rules, &ctx.lexicon, now);
+    if outcome.kind == OutcomeKind::Unchanged {
+        // Already folded; make sure its event went out (crash repair).
+        if let Some(last) = &stored.last_event {
+            publish(ctx, &stored.incident, last, trace).await?;
+        }
+        ctx.rt.metrics.inc("nisvakt_facts_total", &[("result", "unchanged")]);
+        return Ok(());
+    }
+    let kind = match outcome.kind {
+        OutcomeKind::Opened => "opened",
+        OutcomeKind::Updated => "updated",
+        OutcomeKind::Assessed => "assessed",
+        OutcomeKind::Resolved => "resolved",
+        OutcomeKind::Unchanged => unreachable!("handled above"),
+    };
+    stored.last_event = Some(LastEvent {
+        kind: kind.to_string(),
+        revision: stored.incident.revision,
+        became_reportable: outcome.became_reportable.clone(),
+        changes: outcome.changes.clone(),
+        cause: cause.to_string(),
+    });
+    kv::write(&ctx.incidents, &key, &stored, current.revision).await?;
+    ctx.rt.metrics.inc("nisvakt_facts_total", &[("result", kind)]);
+    if let Some(last) = &stored.last_event {
+        publish(ctx, &stored.incident, last, trace).await?;
+    }
+    Ok(())
+}
+
+fn fact_time(f: &Fact) -> DateTime<Utc> {
+    match f {
+        Fact::Ticket { accepted_at, .. } => *accepted_at,
+        Fact::ThresholdReached { at, .. } => *at,
+        Fact::OperatorAssessment { at, .. } => *at,
+        Fact::StageReported { reported_at, .. } => *reported_at,
+        Fact::Resolved { resolved_at, .. } => *resolved_at,
+    }
+}
+
+/// Publishes the event of a stored revision. An opening that already made
+/// the incident reportable is also an `assessed` event, so subscribers to
+/// verdicts need follow only `assessed`.
+async fn publish(
+    ctx: &Ctx,
+    incident: &Incident,
+    last: &LastEvent,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    let pb_incident = convert::incident_to_pb(incident);
+    let id = &incident.id.0;
+    let p = &ctx.rt.publisher;
+    let msg_id = |k: &str| format!("inc:{id}:{}:{k}", last.revision);
+    let assessed = pb::IncidentAssessed {
+        incident: Some(pb_incident.clone()),
+        became_reportable: last.became_reportable.clone(),
+        cause: last.cause.clone(),
+    };
+    match last.kind.as_str() {
+        "opened" => {
+            p.publish(
+                subjects::incident(id, "opened"),
+                &msg_id("opened"),
+                &pb::IncidentOpened {
+                    incident: Some(pb_incident.clone()),
+                    receipt_id: String::new(),
+                },
+                trace,
+            )
+            .await?;
+            if !incident.assessments.is_empty() {
+                p.publish(subjects::incident(id, "assessed"), &msg_id("assessed"), &assessed, trace)
+                    .await?;
+            }
+        }
+        "assessed" => {
+            p.publish(subjects::incident(id, "assessed"), &msg_id("assessed"), &assessed, trace)
+                .await?;
+        }
+        "resolved" => {
+            p.publish(
+                subjects::incident(id, "resolved"),
+                &msg_id("resolved"),
+                &pb::IncidentResolved {
+                    incident: Some(pb_incident),
+                    resolved_by: last.cause.clone(),
+                },
+                trace,
+            )
+            .await?;
+        }
+        _ => {
+            p.publish(
+                subjects::incident(id, "updated"),
+                &msg_id("updated"),
+                &pb::IncidentUpdated {
+                    incident: Some(pb_incident),
+                    changes: last.changes.clone(),
+                },
+                trace,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn fold_retrying(
+    ctx: &Ctx,
+    id: &IncidentId,
+    fact: &Fact,
+    cause: &str,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    for _ in 0..16 {
+        match fold(ctx, id, fact, cause, trace, false).await {
+            Ok(()) => return Ok(()),
+            Err(FoldError::Conflict) => continue,
+            Err(FoldError::Handle(e)) => return Err(e),
+        }
+    }
+    Err(HandleError::Transient("too many concurrent writers".into()))
+}
+
+async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
+    let verb = d.subject.rsplit('.').next().unwrap_or_default();
+    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(from_timestamp);
+    let now = ctx.rt.clock.now();
+    let (incident_id, fact, cause) = match verb {
+        "assessment" => {
+            let c = d.decode::<pb::RecordAssessment>()?;
+            let fact = Fact::OperatorAssessment {
+                command_id: c.command_id.clone(),
+                assessed_by: c.assessed_by.clone(),
+                care_blocked: c.care_blocked,
+                patient_harm: convert::harm_from_pb(c.patient_harm()),
+                personal_data_breach: c.personal_data_breach,
+                security_protection: c.security_protection,
+                reasoning: c.reasoning.clone(),
+                at: time(&c.issued_at).unwrap_or(now),
+            };
+            (c.incident_id, fact, "operator_assessment")
+        }
+        "report" => {
+            let c = d.decode::<pb::ReportStage>()?;
+            let fact = Fact::StageReported {
+                command_id: c.command_id.clone(),
+                duty: c.duty.clone(),
+                stage: c.stage.clone(),
+                rule_set: (!c.rule_set.is_empty()).then(|| c.rule_set.clone()),
+                reported_at: time(&c.reported_at).unwrap_or(now),
+                reported_by: c.reported_by.clone(),
+                channel: c
+                    .channel()
+                    .as_str_name()
+                    .trim_start_matches("REPORT_CHANNEL_")
+                    .to_lowercase(),
+            };
+            (c.incident_id, fact, "report")
+        }
+        "resolve" => {
+            let c = d.decode::<pb::ResolveIncident>()?;
+            let fact = Fact::Resolved {
+                command_id: Some(c.command_id.clone()),
+                resolved_at: time(&c.resolved_at).unwrap_or(now),
+                resolved_by: c.resolved_by.clone(),
+                note: c.note.clone(),
+            };
+            (c.incident_id, fact, "resolve")
+        }
+        other => {
+            return Err(HandleError::Permanent(format!("unknown incident command `{other}`")));
+        }
+    };
+    fold_retrying(ctx, &IncidentId(incident_id), &fact, cause, &d.trace).await
+}
+
+async fn on_threshold(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
+    let event = d.decode::<pb::ThresholdReached>()?;
+    let firing = event
+        .firing
+        .ok_or_else(|| HandleError::Permanent("ThresholdReached without firing".into()))?;
+    let timer = firing
+        .timer
+        .ok_or_else(|| HandleError::Permanent("ThresholdReached without timer".into()))?;
+    let at = firing
+        .intended_at
+        .as_ref()
+        .and_then(from_timestamp)
+        .ok_or_else(|| HandleError::Permanent("ThresholdReached without intended_at".into()))?;
+    let fact = Fact::ThresholdReached {
+        rule_set: timer.rule_set.clone(),
+        criterion: timer.criterion.clone(),
+        at,
+    };
+    fold_retrying(ctx, &IncidentId(timer.incident_id), &fact, "threshold_reached", &d.trace).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_redelivered_ticket_derives_the_same_incident_id() {
+        let t = Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap();
+        assert_eq!(new_incident_id("rcp_a", t), new_incident_id("rcp_a", t));
+        assert_ne!(new_incident_id("rcp_a", t), new_incident_id("rcp_b", t));
+        assert!(new_incident_id("rcp_a", t).0.starts_with("inc_01"));
+    }
+}

@@ -1,0 +1,352 @@
+//! What intake does, whichever door a request came through (HTTP, gRPC,
+//! NATS): accept a validated ticket, persist an operator command, read the
+//! incident projection. Every write answers only after JetStream confirmed
+//! it; when the broker cannot store, the caller gets `Unavailable`.
+
+use async_nats::jetstream::kv::Store;
+use chrono::{DateTime, Utc};
+use nisvakt_bus::clock::to_timestamp;
+use nisvakt_bus::{Runtime, TraceContext, convert, subjects, topology};
+use nisvakt_domain::ticket::{FieldError, ValidTicket, ValidationErrors};
+use nisvakt_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Why an operation did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; every bad field is named.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// The incident or alert does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The broker could not persist or answer.
+    #[error("cannot persist now: {0}")]
+    Unavailable(String),
+}
+
+impl From<nisvakt_bus::Error> for Error {
+    fn from(e: nisvakt_bus::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
+impl From<nisvakt_bus::kv::Error> for Error {
+    fn from(e: nisvakt_bus::kv::Error) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
+/// The answer to a submitted ticket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Receipt {
+    /// The same for every repeat of one (source, ticket_id, revision).
+    pub receipt_id: String,
+    /// True when this revision was accepted before.
+    pub duplicate: bool,
+}
+
+/// Intake's operations over one runtime.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    rt: Runtime,
+    receipts: Store,
+    incidents: Store,
+}
+
+fn idempotency_hash(source: &str, ticket_id: &str, revision: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(ticket_id.as_bytes());
+    h.update([0]);
+    h.update(revision.to_be_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+fn field(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Intake {
+    /// Opens the buckets intake reads and writes.
+    pub async fn new(rt: Runtime) -> Result<Intake, Error> {
+        let receipts = topology::bucket_or_create(&rt.js, topology::BUCKET_RECEIPTS).await?;
+        let incidents = topology::bucket_or_create(&rt.js, topology::BUCKET_INCIDENTS).await?;
+        Ok(Intake {
+            rt,
+            receipts,
+            incidents,
+        })
+    }
+
+    /// The runtime (clock, metrics).
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Masks and publishes one ticket revision; idempotent on (source,
+    /// ticket_id, revision).
+    pub async fn submit(
+        &self,
+        valid: ValidTicket,
+        channel: &str,
+        trace: &TraceContext,
+    ) -> Result<Receipt, Error> {
+        let hash = idempotency_hash(&valid.source, &valid.ticket_id, valid.revision);
+        let receipt_id = format!("rcp_{hash}");
+        let key = format!("r.{hash}");
+        let seen = self
+            .receipts
+            .get(&key)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        if seen.is_some() {
+            self.rt
+                .metrics
+                .inc("nisvakt_tickets_total", &[("result", "duplicate")]);
+            return Ok(Receipt {
+                receipt_id,
+                duplicate: true,
+            });
+        }
+        let ticket = valid.into_masked();
+        let msg_id = format!(
+            "ticket:{}:{}:{}",
+            ticket.source, ticket.ticket_id, ticket.revision
+        );
+        let event = pb::TicketAccepted {
+            receipt_id: receipt_id.clone(),
+            ticket: Some(convert::ticket_to_pb(&ticket)),
+            accepted_at: Some(to_timestamp(self.rt.clock.now())),
+            channel: channel.to_string(),
+        };
+        let published = self
+            .rt
+            .publisher
+            .publish(subjects::TICKET_ACCEPTED, &msg_id, &event, trace)
+            .await?;
+        // The stream holds the ticket now; the receipt only extends
+        // de-duplication beyond the stream's window, so its failure is logged.
+        if let Err(e) = self.receipts.put(&key, receipt_id.clone().into()).await {
+            tracing::warn!(error = %e, "receipt not recorded; de-duplication relies on the stream window");
+        }
+        self.rt.metrics.inc(
+            "nisvakt_tickets_total",
+            &[(
+                "result",
+                if published.duplicate {
+                    "duplicate"
+                } else {
+                    "accepted"
+                },
+            )],
+        );
+        Ok(Receipt {
+            receipt_id,
+            duplicate: published.duplicate,
+        })
+    }
+
+    async fn require_incident(&self, id: &str) -> Result<(), Error> {
+        let found = self
+            .incidents
+            .get(subjects::token(id))
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("incident {id}"))),
+        }
+    }
+
+    async fn command<E: nisvakt_proto::Event>(
+        &self,
+        subject: String,
+        command_id: &str,
+        event: &E,
+        trace: &TraceContext,
+    ) -> Result<String, Error> {
+        self.rt
+            .publisher
+            .publish(subject, &format!("cmd:{command_id}"), event, trace)
+            .await?;
+        self.rt
+            .metrics
+            .inc("nisvakt_commands_total", &[("type", E::TYPE)]);
+        Ok(command_id.to_string())
+    }
+
+    /// Persists a person's judgement of an incident.
+    pub async fn record_assessment(
+        &self,
+        mut cmd: pb::RecordAssessment,
+        trace: &TraceContext,
+    ) -> Result<String, Error> {
+        let mut errors = Vec::new();
+        if cmd.assessed_by.trim().is_empty() {
+            errors.push(field("assessed_by", "is required"));
+        }
+        if cmd.patient_harm() == pb::PatientHarm::Unknown {
+            errors.push(field(
+                "patient_harm",
+                "must be none, risk or occurred (a person's judgement)",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ValidationErrors { errors }.into());
+        }
+        self.require_incident(&cmd.incident_id).await?;
+        cmd.command_id = ulid::Ulid::generate().to_string();
+        cmd.issued_at.get_or_insert_with(|| to_timestamp(self.rt.clock.now()));
+        let id = cmd.command_id.clone();
+        self.command(
+            subjects::incident_command(&cmd.incident_id, "assessment"),
+            &id,
+            &cmd,
+            trace,
+        )
+        .await
+    }
+
+    /// Persists that a stage of a duty was reported.
+    pub async fn report_stage(
+        &self,
+        mut cmd: pb::ReportStage,
+        trace: &TraceContext,
+    ) -> Result<String, Error> {
+        let mut errors = Vec::new();
+        if !["nis", "personal_data", "lex_maria", "security_protection"]
+            .contains(&cmd.duty.as_str())
+        {
+            errors.push(field(
+                "duty",
+                "must be one of nis, personal_data, lex_maria, security_protection",
+            ));
+        }
+        if cmd.stage.trim().is_empty() {
+            errors.push(field("stage", "is required"));
+        }
+        if cmd.reported_by.trim().is_empty() {
+            errors.push(field("reported_by", "is required"));
+        }
+        if cmd.channel() == pb::ReportChannel::Unspecified {
+            errors.push(field("channel", "must be one of tool, letter, phone, email"));
+        }
+        if !errors.is_empty() {
+            return Err(ValidationErrors { errors }.into());
+        }
+        self.require_incident(&cmd.incident_id).await?;
+        let now = to_timestamp(self.rt.clock.now());
+        cmd.command_id = ulid::Ulid::generate().to_string();
+        cmd.issued_at = Some(now);
+        cmd.reported_at.get_or_insert(now);
+        let id = cmd.command_id.clone();
+        self.command(
+            subjects::incident_command(&cmd.incident_id, "report"),
+            &id,
+            &cmd,
+            trace,
+        )
+        .await
+    }
+
+    /// Persists that an incident was resolved.
+    pub async fn resolve(
+        &self,
+        mut cmd: pb::ResolveIncident,
+        trace: &TraceContext,
+    ) -> Result<String, Error> {
+        if cmd.resolved_by.trim().is_empty() {
+            return Err(ValidationErrors {
+                errors: vec![field("resolved_by", "is required")],
+            }
+            .into());
+        }
+        self.require_incident(&cmd.incident_id).await?;
+        let now = to_timestamp(self.rt.clock.now());
+        cmd.command_id = ulid::Ulid::generate().to_string();
+        cmd.issued_at = Some(now);
+        cmd.resolved_at.get_or_insert(now);
+        let id = cmd.command_id.clone();
+        self.command(
+            subjects::incident_command(&cmd.incident_id, "resolve"),
+            &id,
+            &cmd,
+            trace,
+        )
+        .await
+    }
+
+    /// Persists an acknowledgement of an alert.
+    pub async fn acknowledge(
+        &self,
+        mut cmd: pb::AcknowledgeAlert,
+        trace: &TraceContext,
+    ) -> Result<String, Error> {
+        if cmd.acked_by.trim().is_empty() {
+            return Err(ValidationErrors {
+                errors: vec![field("acked_by", "is required")],
+            }
+            .into());
+        }
+        if cmd.alert_id.trim().is_empty() {
+            return Err(ValidationErrors {
+                errors: vec![field("alert_id", "is required")],
+            }
+            .into());
+        }
+        cmd.command_id = ulid::Ulid::generate().to_string();
+        cmd.issued_at = Some(to_timestamp(self.rt.clock.now()));
+        let id = cmd.command_id.clone();
+        self.command(subjects::alert_ack(&cmd.alert_id), &id, &cmd, trace)
+            .await
+    }
+
+    /// One incident's projection (JSON as the classifier stored it).
+    pub async fn incident(&self, id: &str) -> Result<Option<serde_json::Value>, Error> {
+        let raw = self
+            .incidents
+            .get(subjects::token(id))
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        raw.map(|b| {
+            serde_json::from_slice(&b).map_err(|e| Error::Unavailable(format!("corrupt incident {id}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Every incident, newest first; resolved ones only when asked.
+    pub async fn incidents(&self, include_resolved: bool) -> Result<Vec<serde_json::Value>, Error> {
+        use futures::StreamExt;
+        let mut keys = self
+            .incidents
+            .keys()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(|e| Error::Unavailable(e.to_string()))?;
+            if let Some(v) = self.incident(&k).await? {
+                let resolved = v.get("status").and_then(|s| s.as_str()) == Some("resolved");
+                if include_resolved || !resolved {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            let key = |v: &serde_json::Value| {
+                v.get("opened_at")
+                    .and_then(|s| s.as_str())
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.with_timezone(&Utc))
+            };
+            key(b).cmp(&key(a))
+        });
+        Ok(out)
+    }
+}
