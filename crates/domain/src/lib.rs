@@ -8,5 +8,6 @@
 //! depend on tokio, NATS or any clock.
 
 pub mod mask;
+pub mod text;
 pub mod ticket;
 pub mod time;
