@@ -8,6 +8,7 @@
 //! depend on tokio, NATS or any clock.
 
 pub mod mask;
+pub mod rules;
 pub mod text;
 pub mod ticket;
 pub mod time;
