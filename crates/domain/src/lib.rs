@@ -7,6 +7,9 @@
 //! I/O is reading rule-set and lexicon files on request. This crate must not
 //! depend on tokio, NATS or any clock.
 
+pub mod assess;
+pub mod correlate;
+pub mod incident;
 pub mod mask;
 pub mod rules;
 pub mod text;
