@@ -244,7 +244,12 @@ pub fn assess(incident: &Incident, rule_set: &RuleSet, now: DateTime<Utc>) -> As
                     ),
                 };
                 let mut blocked_ok = true;
+                // When the facts that establish the duration reached nisvakt:
+                // the start, and for a disruption already over, its end.
                 let mut known_at = incident.start_known_at();
+                if reached.is_some() && incident.disruption_ended_at.is_some() {
+                    known_at = known_at.max(incident.end_known_at());
+                }
                 if let Some(Requirement::CareBlocked) = requires {
                     match &care {
                         Some((true, since, who)) => {

@@ -274,6 +274,8 @@ pub struct TicketRef {
     /// The disruption's end per this ticket (a resolved ticket without an end
     /// counts as ended when it arrived).
     pub disruption_ended_at: Option<DateTime<Utc>>,
+    /// When nisvakt learned this end (the revision that set it).
+    pub end_known_at: Option<DateTime<Utc>>,
     /// Open or resolved.
     pub status: TicketStatus,
     /// Care blocked as the reporter says.
@@ -330,6 +332,8 @@ pub struct Resolution {
     pub resolved_by: String,
     /// Masked note.
     pub note: Option<String>,
+    /// When nisvakt recorded the resolution (when the end became known).
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// One line of the incident's history.
@@ -373,7 +377,7 @@ pub struct Incident {
     pub tickets: Vec<TicketRef>,
     /// The earliest start over all tickets.
     pub disruption_started_at: Option<DateTime<Utc>>,
-    /// The end, once every ticket has ended or an operator resolved it.
+    /// The end: an operator's resolution, else once every ticket has ended.
     pub disruption_ended_at: Option<DateTime<Utc>>,
     /// Flags.
     pub flags: Flags,
@@ -632,6 +636,7 @@ impl Incident {
                     resolved_at: *resolved_at,
                     resolved_by: resolved_by.clone(),
                     note,
+                    recorded_at: now,
                 });
             }
         }
@@ -723,6 +728,12 @@ impl Incident {
                 .filter(|o| o.disruption_started_at == ticket.disruption_started_at)
                 .map_or(accepted_at, |o| o.start_known_at),
             disruption_ended_at: ended,
+            end_known_at: ended.map(|_| {
+                old.as_ref()
+                    .filter(|o| o.disruption_ended_at == ended)
+                    .and_then(|o| o.end_known_at)
+                    .unwrap_or(accepted_at)
+            }),
             status: ticket.status,
             care_blocked: ticket.care_blocked,
             care_blocked_since: (ticket.care_blocked == Some(true)).then(|| {
@@ -796,7 +807,13 @@ impl Incident {
             } else {
                 None
             };
-        self.disruption_ended_at = tickets_end.or(self.resolution.as_ref().map(|r| r.resolved_at));
+        // A person's resolution states when the disruption ended and wins over
+        // the tickets (it is how an operator corrects a ticket's end).
+        self.disruption_ended_at = self
+            .resolution
+            .as_ref()
+            .map(|r| r.resolved_at)
+            .or(tickets_end);
         let all_resolved =
             !tickets.is_empty() && tickets.iter().all(|t| t.status == TicketStatus::Resolved);
         if let Some(r) = &self.resolution {
@@ -1003,6 +1020,20 @@ impl Incident {
             .iter()
             .filter(|t| t.disruption_started_at == start)
             .map(|t| t.start_known_at)
+            .min()
+    }
+
+    /// When nisvakt learned the current disruption end: the operator's
+    /// resolution, else the ticket revision that gave the latest end.
+    pub fn end_known_at(&self) -> Option<DateTime<Utc>> {
+        let end = self.disruption_ended_at?;
+        if let Some(r) = &self.resolution {
+            return Some(r.recorded_at);
+        }
+        self.tickets
+            .iter()
+            .filter(|t| t.disruption_ended_at == Some(end))
+            .filter_map(|t| t.end_known_at)
             .min()
     }
 
