@@ -7,6 +7,11 @@
 //! I/O is reading rule-set and lexicon files on request. This crate must not
 //! depend on tokio, NATS or any clock.
 
+pub mod assess;
+pub mod correlate;
+pub mod incident;
 pub mod mask;
+pub mod rules;
+pub mod text;
 pub mod ticket;
 pub mod time;

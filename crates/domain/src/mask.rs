@@ -117,7 +117,7 @@ pub fn luhn_valid(ten_digits: &str) -> bool {
             v / 10 + v % 10
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
