@@ -161,3 +161,144 @@ mod tests {
         assert_eq!(ticket_from_pb(&ticket_to_pb(&t)).unwrap(), t);
     }
 }
+
+mod incident {
+    use nisvakt_domain::assess::{Assessment, Deadline, DeadlineStatus};
+    use nisvakt_domain::incident::{Incident, IncidentStatus};
+    use nisvakt_proto::v1 as pb;
+
+    use super::{category_to_pb, harm_to_pb};
+    use crate::clock::to_timestamp;
+
+    fn assessment(a: &Assessment, incident: &Incident) -> pb::Assessment {
+        pb::Assessment {
+            rule_set: a.rule_set.clone(),
+            rule_set_version: a.rule_set_version.clone(),
+            reportable: a.reportable,
+            identified_at: a.identified_at.map(to_timestamp),
+            criteria: a
+                .criteria
+                .iter()
+                .map(|c| pb::CriterionResult {
+                    id: c.id.clone(),
+                    met: c.met,
+                    met_at: c.met_at.map(to_timestamp),
+                    reason: c.reason.clone(),
+                })
+                .collect(),
+            pending_thresholds: a
+                .pending_thresholds
+                .iter()
+                .map(|p| pb::PendingThreshold {
+                    criterion: p.criterion.clone(),
+                    at: Some(to_timestamp(p.at)),
+                    timer_id: crate::subjects::token(&format!(
+                        "thr-{}-{}-{}",
+                        incident.id, a.rule_set, p.criterion
+                    )),
+                })
+                .collect(),
+            assessed_at: Some(to_timestamp(incident.updated_at)),
+        }
+    }
+
+    fn deadline(d: &Deadline) -> pb::Deadline {
+        pb::Deadline {
+            id: d.id.clone(),
+            rule_set: d.rule_set.clone(),
+            duty: d.duty.clone(),
+            stage: d.stage.clone(),
+            label_sv: d.label_sv.clone(),
+            label_en: d.label_en.clone(),
+            due_at: Some(to_timestamp(d.due_at)),
+            anchor: d.anchor.clone(),
+            anchor_at: Some(to_timestamp(d.anchor_at)),
+            status: match d.status {
+                DeadlineStatus::Pending => pb::DeadlineStatus::Pending,
+                DeadlineStatus::Met => pb::DeadlineStatus::Met,
+                DeadlineStatus::Cancelled => pb::DeadlineStatus::Cancelled,
+            } as i32,
+            met_at: d.met_at.map(to_timestamp),
+            warnings_at: d.warnings_at.iter().map(|w| to_timestamp(*w)).collect(),
+            overdue_every: d.overdue_every_secs.map(|s| prost_types::Duration {
+                seconds: s,
+                nanos: 0,
+            }),
+            channel_sv: d.channel_sv.clone(),
+            channel_en: d.channel_en.clone(),
+            instructions_sv: d.instructions_sv.clone(),
+            instructions_en: d.instructions_en.clone(),
+            certainty: d.certainty.as_str().to_string(),
+        }
+    }
+
+    /// The incident projection → wire.
+    pub fn incident_to_pb(i: &Incident) -> pb::Incident {
+        pb::Incident {
+            id: i.id.to_string(),
+            status: match i.status {
+                IncidentStatus::Open => pb::IncidentStatus::Open,
+                IncidentStatus::Resolved => pb::IncidentStatus::Resolved,
+            } as i32,
+            system: i.system.clone().unwrap_or_default(),
+            category: category_to_pb(i.category) as i32,
+            units: i.units.clone(),
+            ticket_count: i.ticket_count,
+            disruption_started_at: i.disruption_started_at.map(to_timestamp),
+            disruption_ended_at: i.disruption_ended_at.map(to_timestamp),
+            flags: Some(pb::IncidentFlags {
+                suspected_nis: i.flags.suspected_nis,
+                personal_identifiers: i.flags.personal_identifiers,
+                needs_assessment: i.flags.needs_assessment,
+            }),
+            assessments: i.assessments.iter().map(|a| assessment(a, i)).collect(),
+            deadlines: i.deadlines.iter().map(deadline).collect(),
+            timeline: i
+                .timeline
+                .iter()
+                .map(|t| pb::TimelineEntry {
+                    at: Some(to_timestamp(t.at)),
+                    kind: t.kind.clone(),
+                    text: t.text.clone(),
+                })
+                .collect(),
+            tickets: i
+                .tickets
+                .iter()
+                .map(|t| pb::TicketRef {
+                    source: t.source.clone(),
+                    ticket_id: t.ticket_id.clone(),
+                    revision: t.revision,
+                    subject: t.subject.clone(),
+                })
+                .collect(),
+            revision: i.revision,
+            opened_at: Some(to_timestamp(i.opened_at)),
+            updated_at: Some(to_timestamp(i.updated_at)),
+            resolved_at: i.resolved_at.map(to_timestamp),
+            assessed_by: [
+                i.confirmed.care_blocked.as_ref().map(|c| c.by.clone()),
+                i.confirmed.patient_harm.as_ref().map(|c| c.by.clone()),
+                i.confirmed.personal_data_breach.as_ref().map(|c| c.by.clone()),
+                i.confirmed.security_protection.as_ref().map(|c| c.by.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            care_blocked: i.care_blocked().map(|(b, _, _)| b),
+            patient_harm: harm_to_pb(i.confirmed.patient_harm.as_ref().map(|c| c.value)) as i32,
+        }
+    }
+}
+
+pub use incident::incident_to_pb;
+
+/// A stored projection (JSON, as the classifier keeps it in KV) → wire.
+pub fn incident_json_to_pb(v: &serde_json::Value) -> Result<pb::Incident, Error> {
+    let i: nisvakt_domain::incident::Incident =
+        serde_json::from_value(v.clone()).map_err(|e| Error {
+            field: "incident",
+            problem: e.to_string(),
+        })?;
+    Ok(incident_to_pb(&i))
+}

@@ -20,7 +20,7 @@ use nisvakt_bus::consume::{self, ConsumerSpec};
 use nisvakt_bus::kv::{self, Versioned};
 use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology};
 use nisvakt_domain::correlate;
-use nisvakt_domain::incident::{Fact, Incident, IncidentId, OutcomeKind};
+use nisvakt_domain::incident::{Fact, Incident, IncidentId, OutcomeKind, ReportChannel};
 use nisvakt_domain::rules::RuleSet;
 use nisvakt_domain::text::Lexicon;
 use nisvakt_domain::ticket::Ticket;
@@ -177,7 +177,14 @@ fn new_incident_id(receipt_id: &str, accepted_at: DateTime<Utc>) -> IncidentId {
     }
     let ms = accepted_at.timestamp_millis().max(0) as u64;
     let ulid = ulid::Ulid::from_parts(ms, random);
-    IncidentId(format!("inc_{ulid}"))
+    IncidentId::parse(format!("inc_{ulid}")).expect("inc_ + ULID is a valid id")
+}
+
+fn parse_id(raw: &[u8]) -> Result<IncidentId, kv::Error> {
+    IncidentId::parse(String::from_utf8_lossy(raw).into_owned()).map_err(|e| kv::Error::Corrupt {
+        key: "correlation".into(),
+        reason: e.to_string(),
+    })
 }
 
 fn incident_key(id: &str) -> String {
@@ -221,7 +228,7 @@ async fn on_ticket(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 // Updates of this ticket go to the same incident.
                 let _ = ctx
                     .correlation
-                    .put(ticket_key(&ticket), id.0.clone().into())
+                    .put(ticket_key(&ticket), id.as_str().to_string().into())
                     .await;
                 return Ok(());
             }
@@ -253,7 +260,7 @@ async fn route_ticket(
         .await
         .map_err(|e| broker(e.to_string(), &tk))?
     {
-        return Ok(IncidentId(String::from_utf8_lossy(&id).into_owned()));
+        return parse_id(&id);
     }
     let dk = disruption_key(&correlate::correlation_key(ticket, &ctx.lexicon));
     let entry = ctx
@@ -264,11 +271,11 @@ async fn route_ticket(
     let fresh = new_incident_id(receipt_id, accepted_at);
     let revision = match entry {
         Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-            let id = IncidentId(String::from_utf8_lossy(&e.value).into_owned());
+            let id = parse_id(&e.value)?;
             if id == fresh {
                 return Ok(id); // our own claim, from before a crash
             }
-            let stored: Versioned<Stored> = kv::read(&ctx.incidents, &incident_key(&id.0)).await?;
+            let stored: Versioned<Stored> = kv::read(&ctx.incidents, &incident_key(id.as_str())).await?;
             match stored.value {
                 Some(s) if correlate::correlates(&s.incident, ticket, &ctx.lexicon, ctx.window) => {
                     return Ok(id);
@@ -280,7 +287,7 @@ async fn route_ticket(
         Some(e) => e.revision,
         None => 0,
     };
-    let value: bytes::Bytes = fresh.0.clone().into();
+    let value: bytes::Bytes = fresh.as_str().to_string().into();
     let claimed = if revision == 0 {
         ctx.correlation.create(&dk, value).await.map(|_| ())
             .map_err(|e| match e.kind() {
@@ -326,7 +333,7 @@ async fn fold(
     trace: &TraceContext,
     may_open: bool,
 ) -> Result<(), FoldError> {
-    let key = incident_key(&id.0);
+    let key = incident_key(id.as_str());
     let current: Versioned<Stored> = kv::read(&ctx.incidents, &key).await?;
     let now = fact_time(fact).max(ctx.rt.clock.now());
     let mut stored = match current.value {
@@ -338,7 +345,7 @@ async fn fold(
         None => {
             return Err(FoldError::Handle(HandleError::Permanent(format!(
                 "incident {} does not exist",
-                id.0
+                id
             ))));
         }
     };
@@ -393,7 +400,7 @@ async fn publish(
     trace: &TraceContext,
 ) -> Result<(), HandleError> {
     let pb_incident = convert::incident_to_pb(incident);
-    let id = &incident.id.0;
+    let id = incident.id.as_str();
     let p = &ctx.rt.publisher;
     let msg_id = |k: &str| format!("inc:{id}:{}:{k}", last.revision);
     let assessed = pb::IncidentAssessed {
@@ -481,7 +488,7 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 patient_harm: convert::harm_from_pb(c.patient_harm()),
                 personal_data_breach: c.personal_data_breach,
                 security_protection: c.security_protection,
-                reasoning: c.reasoning.clone(),
+                reasoning: (!c.reasoning.is_empty()).then(|| c.reasoning.clone()),
                 at: time(&c.issued_at).unwrap_or(now),
             };
             (c.incident_id, fact, "operator_assessment")
@@ -495,11 +502,12 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 rule_set: (!c.rule_set.is_empty()).then(|| c.rule_set.clone()),
                 reported_at: time(&c.reported_at).unwrap_or(now),
                 reported_by: c.reported_by.clone(),
-                channel: c
-                    .channel()
-                    .as_str_name()
-                    .trim_start_matches("REPORT_CHANNEL_")
-                    .to_lowercase(),
+                channel: match c.channel() {
+                    pb::ReportChannel::Letter => ReportChannel::Letter,
+                    pb::ReportChannel::Phone => ReportChannel::Phone,
+                    pb::ReportChannel::Email => ReportChannel::Email,
+                    pb::ReportChannel::Tool | pb::ReportChannel::Unspecified => ReportChannel::Tool,
+                },
             };
             (c.incident_id, fact, "report")
         }
@@ -509,7 +517,7 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 command_id: Some(c.command_id.clone()),
                 resolved_at: time(&c.resolved_at).unwrap_or(now),
                 resolved_by: c.resolved_by.clone(),
-                note: c.note.clone(),
+                note: (!c.note.is_empty()).then(|| c.note.clone()),
             };
             (c.incident_id, fact, "resolve")
         }
@@ -517,7 +525,8 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
             return Err(HandleError::Permanent(format!("unknown incident command `{other}`")));
         }
     };
-    fold_retrying(ctx, &IncidentId(incident_id), &fact, cause, &d.trace).await
+    let id = IncidentId::parse(incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    fold_retrying(ctx, &id, &fact, cause, &d.trace).await
 }
 
 async fn on_threshold(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
@@ -538,7 +547,8 @@ async fn on_threshold(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         criterion: timer.criterion.clone(),
         at,
     };
-    fold_retrying(ctx, &IncidentId(timer.incident_id), &fact, "threshold_reached", &d.trace).await
+    let id = IncidentId::parse(timer.incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    fold_retrying(ctx, &id, &fact, "threshold_reached", &d.trace).await
 }
 
 #[cfg(test)]
@@ -551,6 +561,6 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap();
         assert_eq!(new_incident_id("rcp_a", t), new_incident_id("rcp_a", t));
         assert_ne!(new_incident_id("rcp_a", t), new_incident_id("rcp_b", t));
-        assert!(new_incident_id("rcp_a", t).0.starts_with("inc_01"));
+        assert!(new_incident_id("rcp_a", t).as_str().starts_with("inc_01"));
     }
 }
