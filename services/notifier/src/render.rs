@@ -13,7 +13,8 @@ use std::{collections::HashMap, fmt, path::Path, str::FromStr, sync::OnceLock};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Europe::Stockholm;
 use nisvakt_proto::v1::{
-    Deadline, DeadlineStatus, Firing, Incident, IncidentStatus, Severity, TimerKind,
+    Deadline, DeadlineStatus, Firing, FiringKind, Incident, IncidentStatus, Severity, TimerKind,
+    TimerOverdueWatchdog,
 };
 use prost_types::Timestamp;
 
@@ -164,6 +165,28 @@ pub fn render(
     Templates::builtin().render(reason, incident, firing, lang)
 }
 
+/// The [`Firing`] a `TimerOverdueWatchdog` is rendered from: its timer,
+/// the missed moment as `intended_at` and the moment noticed as
+/// `fired_at`.
+pub fn watchdog_firing(watchdog: &TimerOverdueWatchdog) -> Firing {
+    let lateness_ms = match (
+        watchdog.intended_at.as_ref().and_then(utc),
+        watchdog.noticed_at.as_ref().and_then(utc),
+    ) {
+        (Some(intended), Some(noticed)) => (noticed - intended).num_milliseconds().max(0),
+        _ => 0,
+    };
+    Firing {
+        timer: watchdog.timer.clone(),
+        kind: FiringKind::Unspecified as i32,
+        sequence: 0,
+        intended_at: watchdog.intended_at,
+        fired_at: watchdog.noticed_at,
+        lateness_ms,
+        late: true,
+    }
+}
+
 /// Placeholders a reason template may use (see `templates/README.md`).
 const REASON_VARS: &[&str] = &[
     "incident_id",
@@ -245,6 +268,7 @@ const WORDS: &[&str] = &[
     "phrase.late",
     "phrase.days",
     "phrase.hours",
+    "phrase.same_instructions",
     "status.open",
     "status.resolved",
     "severity.info",
@@ -661,14 +685,8 @@ impl Ctx<'_> {
         vars.insert("next_due", self.next_due());
         let (nis, parallel): (Vec<&Deadline>, Vec<&Deadline>) =
             self.deadlines().into_iter().partition(|d| d.duty == "nis");
-        vars.insert(
-            "nis_deadlines",
-            self.list(nis.iter().map(|d| self.deadline(d))),
-        );
-        vars.insert(
-            "parallel_duties",
-            self.list(parallel.iter().map(|d| self.deadline(d))),
-        );
+        vars.insert("nis_deadlines", self.deadline_list(&nis));
+        vars.insert("parallel_duties", self.deadline_list(&parallel));
         vars.insert("criteria", self.criteria());
         vars.insert("pending_thresholds", self.thresholds());
         vars.insert("rule_sets", self.rule_sets());
@@ -777,7 +795,36 @@ impl Ctx<'_> {
         deadlines
     }
 
+    /// Deadlines one after another; instructions identical to the previous
+    /// deadline's are not repeated but referred to.
+    fn deadline_list(&self, deadlines: &[&Deadline]) -> String {
+        let mut previous: Option<&Deadline> = None;
+        let items = deadlines.iter().map(|d| {
+            let same = previous.filter(|p| {
+                let text = self.instructions(d);
+                !text.is_empty() && self.instructions(p) == text
+            });
+            let item = self.deadline_with(d, same);
+            previous = Some(d);
+            item
+        });
+        self.list(items)
+    }
+
+    fn instructions<'d>(&self, d: &'d Deadline) -> &'d str {
+        match self.set.lang {
+            Lang::Sv => d.instructions_sv.trim(),
+            Lang::En => non_empty(&d.instructions_en).unwrap_or(d.instructions_sv.trim()),
+        }
+    }
+
     fn deadline(&self, d: &Deadline) -> String {
+        self.deadline_with(d, None)
+    }
+
+    /// One deadline; `same_as` is an earlier deadline with the same
+    /// instructions, referred to instead of repeating them.
+    fn deadline_with(&self, d: &Deadline, same_as: Option<&Deadline>) -> String {
         let set = self.set;
         let due_phrase = match d.due_at.as_ref() {
             Some(at) => set.phrase("phrase.due_by", &[("time", &self.time(Some(at)))]),
@@ -800,12 +847,16 @@ impl Ctx<'_> {
                 None => set.phrase("phrase.anchor_unset", &[("anchor", anchor)]),
             }
         };
-        let (channel, instructions) = match set.lang {
-            Lang::Sv => (d.channel_sv.as_str(), d.instructions_sv.as_str()),
-            Lang::En => (
-                non_empty(&d.channel_en).unwrap_or(&d.channel_sv),
-                non_empty(&d.instructions_en).unwrap_or(&d.instructions_sv),
+        let channel = match set.lang {
+            Lang::Sv => d.channel_sv.as_str(),
+            Lang::En => non_empty(&d.channel_en).unwrap_or(&d.channel_sv),
+        };
+        let instructions = match same_as {
+            Some(earlier) => set.phrase(
+                "phrase.same_instructions",
+                &[("label", self.label(earlier))],
             ),
+            None => self.instructions(d).to_owned(),
         };
         let version = self.rule_set_version(&d.rule_set);
         let certainty = self.certainty_mark(&d.certainty);
@@ -818,7 +869,7 @@ impl Ctx<'_> {
             ("status", &status),
             ("anchor_phrase", &anchor_phrase),
             ("channel", channel.trim()),
-            ("instructions", instructions.trim()),
+            ("instructions", &instructions),
             ("rule_set", &d.rule_set),
             ("rule_set_version", version),
             ("certainty", certainty),
@@ -1305,6 +1356,12 @@ mod tests {
         assert!(out.body.contains("ring CERT-SE på 010-240 40 40"));
         assert!(out.body.contains("Box 6081, 171 06 Solna"));
         assert!(out.body.contains("(kuvert i kuvert)"));
+        // Stage 2 has the same instructions: referred to, not repeated.
+        assert_eq!(out.body.matches("(kuvert i kuvert)").count(), 1);
+        assert!(
+            out.body
+                .contains("    Gör på samma sätt som för Skede 1 ovan.")
+        );
         // Stage 3 runs from the first report, which has not happened.
         assert!(
             out.body
@@ -1426,6 +1483,37 @@ mod tests {
                 .contains("Stage 1 – NIS incident report – by 2026-03-29 14:05 (CEST)")
         );
         assert!(out.body.contains("kuvert i kuvert"));
+    }
+
+    #[test]
+    fn a_watchdog_alert_names_the_missed_clock_and_its_deadline() {
+        let fire = firing(nisvakt_proto::v1::FiringKind::Due, at(2026, 3, 29, 12, 5));
+        let watchdog = TimerOverdueWatchdog {
+            timer: fire.timer,
+            intended_at: Some(ts(at(2026, 3, 29, 12, 5))),
+            noticed_at: Some(ts(at(2026, 3, 29, 12, 7))),
+        };
+        let out = render(
+            AlertReason::Watchdog,
+            &incident(),
+            Some(&watchdog_firing(&watchdog)),
+            Lang::Sv,
+        );
+        assert!(
+            out.body
+                .contains("Bevakning: tmr_stage1 (rapporteringsfrist)"),
+            "{}",
+            out.body
+        );
+        assert!(
+            out.body
+                .contains("Missad tidpunkt: 2026-03-29 14:05 (CEST)")
+        );
+        assert!(out.body.contains("Upptäckt: 2026-03-29 14:07 (CEST)"));
+        assert!(
+            out.body
+                .contains("Bevakad frist\n• Skede 1 – NIS-incidentrapport")
+        );
     }
 
     #[test]
