@@ -6,6 +6,8 @@
 
 pub mod nats;
 pub mod procs;
+pub mod smtp;
+pub mod webhook;
 
 pub use nats::NatsServer;
 pub use procs::{ServiceProcess, service_bin};

@@ -1,1 +1,6 @@
-//! placeholder
+//! The notifier: routing, alert texts and delivery of alerts to people and
+//! systems.
+
+pub mod deliver;
+pub mod render;
+pub mod routing;
