@@ -1,0 +1,642 @@
+//! The notifier's shell: turns incident snapshots and deadline firings into
+//! alerts, delivers them, escalates the unacknowledged and stops on an
+//! acknowledgement.
+//!
+//! Grouping and "never twice" come from one idea: an alert's id is a hash
+//! of what makes it meaningful (the incident and reason, or the timer and
+//! firing), so a storm of tickets or a redelivered event maps to the alert
+//! that already exists. Each alert's state lives in the `nis_alerts`
+//! bucket (`a.<alert_id>`) and doubles as the delivery ledger: a delivery
+//! is written there, with a revision check, as soon as the receiver took
+//! it, and is never sent again once written. E-mails carry a Message-ID and
+//! webhooks an `Idempotency-Key` derived from the alert, recipient and
+//! level, so a receiver can drop the one duplicate a crash in the instant
+//! between "sent" and "written" could cause.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_nats::jetstream::kv::Store;
+use chrono::{DateTime, Utc};
+use nisvakt_bus::clock::to_timestamp;
+use nisvakt_bus::consume::{self, ConsumerSpec};
+use nisvakt_bus::kv::{self, Versioned};
+use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology};
+use nisvakt_proto::Event;
+use nisvakt_proto::v1 as pb;
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Config;
+use crate::deliver::retry::{AttemptOutcome, RetryPolicy, deliver_with_retry};
+use crate::deliver::{Channel, Deliverer, Target};
+use crate::render::{AlertReason, Lang, render};
+use crate::routing::Routing;
+
+/// `a.<alert_id>`: an alert, where it stands, and what was delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertState {
+    /// The escalation level reached.
+    pub level: u32,
+    /// Who acknowledged it, when someone did.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+    /// When.
+    #[serde(default)]
+    pub acked_at: Option<DateTime<Utc>>,
+    /// `<level>:<channel>:<address>` of every delivery the receiver took.
+    #[serde(default)]
+    pub delivered: BTreeSet<String>,
+    /// The alert, protobuf as hex.
+    pub alert: String,
+}
+
+impl AlertState {
+    fn alert(&self) -> Option<pb::Alert> {
+        hex::decode(&self.alert)
+            .ok()
+            .and_then(|b| pb::Alert::decode(b.as_slice()).ok())
+    }
+}
+
+struct Ctx {
+    rt: Runtime,
+    routing: Routing,
+    deliverer: Deliverer,
+    policy: RetryPolicy,
+    alerts: Store,
+    incidents: Store,
+}
+
+/// Loads routing, connects and runs until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::deliver::webhook::install_crypto_provider();
+    let routing = Routing::load(&config.routing)
+        .map_err(|e| anyhow::anyhow!("NISVAKT_ROUTING: {e}"))?;
+    let placeholders = routing.placeholder_addresses();
+    if !placeholders.is_empty() {
+        tracing::warn!(?placeholders, "routing still has placeholder addresses (.invalid)");
+    }
+    let timeout = std::time::Duration::from_secs(config.delivery_timeout_secs);
+    let email = match config.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => Some(
+            crate::deliver::email::EmailChannel::new(url, &config.smtp_from, timeout)
+                .map_err(|e| anyhow::anyhow!("NISVAKT_SMTP_URL: {e}"))?,
+        ),
+        None => {
+            tracing::warn!("NISVAKT_SMTP_URL not set: e-mail recipients cannot be reached");
+            None
+        }
+    };
+    let webhook = crate::deliver::webhook::WebhookChannel::new(&routing, timeout)
+        .map_err(|e| anyhow::anyhow!("webhooks in NISVAKT_ROUTING: {e}"))?;
+    let policy = RetryPolicy {
+        max_attempts: config.delivery_attempts.max(1),
+        base_delay: std::time::Duration::from_millis(config.delivery_base_delay_ms),
+        ..RetryPolicy::default()
+    };
+
+    let rt = Runtime::start("notifier", &config.common, crate::DEFAULT_ADMIN, shutdown.clone())
+        .await?;
+    let ctx = Arc::new(Ctx {
+        alerts: topology::bucket_or_create(&rt.js, topology::BUCKET_ALERTS).await?,
+        incidents: topology::bucket_or_create(&rt.js, topology::BUCKET_INCIDENTS).await?,
+        rt: rt.clone(),
+        routing,
+        deliverer: Deliverer::new(email, Some(webhook)),
+        policy,
+    });
+
+    let run_consumer = |spec: ConsumerSpec, which: u8| {
+        let ctx = ctx.clone();
+        consume::run(
+            rt.publisher.clone(),
+            "notifier",
+            spec,
+            rt.metrics.clone(),
+            shutdown.clone(),
+            move |d| {
+                let ctx = ctx.clone();
+                async move {
+                    match which {
+                        0 => on_incident(&ctx, d).await,
+                        1 => on_firing(&ctx, d).await,
+                        _ => on_ack(&ctx, d).await,
+                    }
+                }
+            },
+        )
+    };
+    let mut firings = ConsumerSpec::new(
+        topology::DEADLINES,
+        "notifier-firings",
+        &[
+            "nis.v1.deadline.*.warning",
+            "nis.v1.deadline.*.due",
+            "nis.v1.deadline.*.overdue",
+            "nis.v1.deadline.*.watchdog",
+            "nis.v1.deadline.*.escalation_due",
+        ],
+    );
+    // Deliveries retry inside the handler; give them room before redelivery.
+    firings.ack_wait = std::time::Duration::from_secs(300);
+    let mut incidents = ConsumerSpec::new(topology::INCIDENTS, "notifier-incidents", &[]);
+    incidents.ack_wait = std::time::Duration::from_secs(300);
+    let (a, b, c) = tokio::join!(
+        run_consumer(incidents, 0),
+        run_consumer(firings, 1),
+        run_consumer(
+            ConsumerSpec::new(topology::COMMANDS, "notifier-acks", &["nis.v1.command.alert.*.ack"]),
+            2
+        ),
+    );
+    rt.close().await;
+    a?;
+    b?;
+    c?;
+    Ok(())
+}
+
+/// The alert id of a de-duplication key.
+pub fn alert_id(dedup_key: &str) -> String {
+    format!("alt_{}", hex::encode(&Sha256::digest(dedup_key.as_bytes())[..10]))
+}
+
+/// The alerts an incident snapshot calls for, as (reason, dedup key). One
+/// per meaningful state, never per ticket.
+pub fn intents(incident: &pb::Incident) -> Vec<(AlertReason, String)> {
+    let mut out = Vec::new();
+    let flags = incident.flags.unwrap_or_default();
+    if flags.suspected_nis {
+        out.push((AlertReason::SuspectedNis, format!("{}:suspected_nis", incident.id)));
+    }
+    if flags.needs_assessment {
+        out.push((AlertReason::NeedsAssessment, format!("{}:needs_assessment", incident.id)));
+    }
+    for a in &incident.assessments {
+        if a.reportable {
+            out.push((
+                AlertReason::Reportable,
+                format!("{}:reportable:{}", incident.id, a.rule_set),
+            ));
+        }
+    }
+    out
+}
+
+fn incident_of(d: &Delivery) -> Result<Option<pb::Incident>, HandleError> {
+    let t = d.header(nisvakt_bus::publish::headers::CE_TYPE).unwrap_or("");
+    Ok(match t {
+        x if x == pb::IncidentOpened::TYPE => d.decode::<pb::IncidentOpened>()?.incident,
+        x if x == pb::IncidentUpdated::TYPE => d.decode::<pb::IncidentUpdated>()?.incident,
+        x if x == pb::IncidentAssessed::TYPE => d.decode::<pb::IncidentAssessed>()?.incident,
+        x if x == pb::IncidentResolved::TYPE => d.decode::<pb::IncidentResolved>()?.incident,
+        other => {
+            return Err(HandleError::Permanent(format!("not an incident event: {other:?}")));
+        }
+    })
+}
+
+async fn on_incident(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
+    let Some(incident) = incident_of(&d)? else {
+        return Err(HandleError::Permanent("incident event without incident".into()));
+    };
+    for (reason, key) in intents(&incident) {
+        raise(ctx, reason, &key, &incident, None, &d.trace).await?;
+    }
+    Ok(())
+}
+
+async fn stored_incident(ctx: &Ctx, id: &str) -> Result<pb::Incident, HandleError> {
+    let raw = ctx
+        .incidents
+        .get(subjects::token(id))
+        .await
+        .map_err(|e| HandleError::Transient(e.to_string()))?
+        .ok_or_else(|| HandleError::Transient(format!("incident {id} not stored yet")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&raw).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    convert::incident_json_to_pb(&v).map_err(|e| HandleError::Permanent(e.to_string()))
+}
+
+async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
+    let kind = d.subject.rsplit('.').next().unwrap_or_default().to_string();
+    let firing = match kind.as_str() {
+        "warning" => d.decode::<pb::DeadlineWarning>()?.firing,
+        "due" => d.decode::<pb::DeadlineDue>()?.firing,
+        "overdue" => d.decode::<pb::DeadlineOverdue>()?.firing,
+        "escalation_due" => d.decode::<pb::EscalationDue>()?.firing,
+        "watchdog" => {
+            let w = d.decode::<pb::TimerOverdueWatchdog>()?;
+            Some(crate::render::watchdog_firing(&w))
+        }
+        other => return Err(HandleError::Permanent(format!("unexpected firing `{other}`"))),
+    }
+    .ok_or_else(|| HandleError::Permanent("firing without body".into()))?;
+    let timer = firing
+        .timer
+        .clone()
+        .ok_or_else(|| HandleError::Permanent("firing without timer".into()))?;
+    if kind == "escalation_due" {
+        return escalate(ctx, &timer, &d.trace).await;
+    }
+    let reason = match kind.as_str() {
+        "warning" => AlertReason::Warning,
+        "due" => AlertReason::Due,
+        "overdue" => AlertReason::Overdue,
+        _ => AlertReason::Watchdog,
+    };
+    let intended = firing.intended_at.map(|t| t.seconds).unwrap_or_default();
+    let key = format!(
+        "{}:{kind}:{}:{}:{intended}",
+        timer.id, timer.generation, firing.sequence
+    );
+    let incident = stored_incident(ctx, &timer.incident_id).await?;
+    raise(ctx, reason, &key, &incident, Some(&firing), &d.trace).await
+}
+
+fn build_alert(
+    reason: AlertReason,
+    key: &str,
+    incident: &pb::Incident,
+    firing: Option<&pb::Firing>,
+    level: u32,
+    recipients: Vec<pb::Recipient>,
+    now: DateTime<Utc>,
+) -> pb::Alert {
+    let sv = render(reason, incident, firing, Lang::Sv);
+    let en = render(reason, incident, firing, Lang::En);
+    pb::Alert {
+        id: alert_id(key),
+        incident_id: incident.id.clone(),
+        reason: reason.as_str().to_string(),
+        severity: reason.severity() as i32,
+        level,
+        recipients,
+        title_sv: sv.title,
+        body_sv: sv.body,
+        title_en: en.title,
+        body_en: en.body,
+        raised_at: Some(to_timestamp(now)),
+        dedup_key: key.to_string(),
+    }
+}
+
+fn reason_of(alert: &pb::Alert) -> AlertReason {
+    alert.reason.parse().unwrap_or(AlertReason::Reportable)
+}
+
+/// Raises an alert once: creates its state, publishes it, delivers it and
+/// starts its escalation clock. Every step is safe to repeat.
+async fn raise(
+    ctx: &Ctx,
+    reason: AlertReason,
+    key: &str,
+    incident: &pb::Incident,
+    firing: Option<&pb::Firing>,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    let id = alert_id(key);
+    let skey = format!("a.{id}");
+    let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
+    let state = match current.value {
+        Some(s) => s,
+        None => {
+            let recipients = ctx.routing.recipients_for_units(
+                reason,
+                incident.units.iter().map(String::as_str),
+                0,
+            );
+            let alert = build_alert(reason, key, incident, firing, 0, recipients, ctx.rt.clock.now());
+            let s = AlertState {
+                level: 0,
+                acked_by: None,
+                acked_at: None,
+                delivered: BTreeSet::new(),
+                alert: hex::encode(alert.encode_to_vec()),
+            };
+            match kv::write(&ctx.alerts, &skey, &s, 0).await {
+                Ok(_) => {
+                    ctx.rt.metrics.inc("nisvakt_alerts_raised_total", &[("reason", reason.as_str())]);
+                    s
+                }
+                // Another replica raised it first: carry on with its state.
+                Err(kv::Error::Conflict(_)) => match kv::read::<AlertState>(&ctx.alerts, &skey).await?.value {
+                    Some(s) => s,
+                    None => return Err(HandleError::Transient("alert state vanished".into())),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let alert = state
+        .alert()
+        .ok_or_else(|| HandleError::Permanent(format!("alert state {id} unreadable")))?;
+    ctx.rt
+        .publisher
+        .publish(
+            subjects::alert(&id, "raised"),
+            &format!("alert:{id}:raised"),
+            &pb::AlertRaised {
+                alert: Some(alert.clone()),
+            },
+            trace,
+        )
+        .await?;
+    if state.acked_by.is_none() {
+        deliver_level(ctx, &alert, 0, trace).await?;
+        schedule_escalation(ctx, &alert, 0, trace).await?;
+    }
+    Ok(())
+}
+
+/// Delivers an alert at a level to every recipient not yet served.
+async fn deliver_level(
+    ctx: &Ctx,
+    alert: &pb::Alert,
+    level: u32,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    let skey = format!("a.{}", alert.id);
+    let state: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
+    let done = state.value.map(|s| s.delivered).unwrap_or_default();
+    let mut level_alert = alert.clone();
+    level_alert.level = level;
+    let recipients = if level == alert.level {
+        alert.recipients.clone()
+    } else {
+        ctx.routing
+            .recipients_for_units(reason_of(alert), std::iter::empty::<&str>(), level)
+    };
+    level_alert.recipients = recipients.clone();
+    let mut transient = None;
+    for r in &recipients {
+        let target = match Target::of(r) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient cannot be reached");
+                continue;
+            }
+        };
+        let entry = format!("{level}:{}:{}", target.channel(), target.address());
+        if done.contains(&entry) {
+            continue;
+        }
+        let publisher = ctx.rt.publisher.clone();
+        let record = |attempt: crate::deliver::retry::Attempt| {
+            let publisher = publisher.clone();
+            let result = attempt.delivery_result(&level_alert, &target, to_timestamp(ctx.rt.clock.now()));
+            let subject = subjects::delivery(&level_alert.id, target.channel());
+            let msg_id = format!("delivery:{}:{entry}:{}", level_alert.id, attempt.number);
+            let outcome = attempt.outcome.clone();
+            async move {
+                if let AttemptOutcome::Retrying { after } = outcome {
+                    tracing::warn!(?after, "delivery failed; retrying");
+                }
+                if let Err(e) = publisher.publish(subject, &msg_id, &result, trace).await {
+                    tracing::warn!(error = %e, "delivery record not published");
+                }
+            }
+        };
+        match deliver_with_retry(&ctx.deliverer as &dyn Channel, &level_alert, r, &ctx.policy, record).await {
+            Ok(_) => {
+                ctx.rt.metrics.inc("nisvakt_deliveries_total", &[("channel", target.channel()), ("result", "delivered")]);
+                mark_delivered(ctx, &skey, &entry).await?;
+            }
+            Err(e) if e.is_permanent() => {
+                ctx.rt.metrics.inc("nisvakt_deliveries_total", &[("channel", target.channel()), ("result", "failed")]);
+                tracing::error!(error = %e, target = %target.address(), "delivery failed for good");
+            }
+            Err(e) => {
+                ctx.rt.metrics.inc("nisvakt_deliveries_total", &[("channel", target.channel()), ("result", "retry_later")]);
+                transient = Some(e.to_string());
+            }
+        }
+    }
+    match transient {
+        // Try again on redelivery; what was delivered is in the ledger.
+        Some(e) => Err(HandleError::Transient(format!("delivery to be retried: {e}"))),
+        None => Ok(()),
+    }
+}
+
+async fn mark_delivered(ctx: &Ctx, skey: &str, entry: &str) -> Result<(), HandleError> {
+    loop {
+        let current: Versioned<AlertState> = kv::read(&ctx.alerts, skey).await?;
+        let Some(mut s) = current.value else {
+            return Err(HandleError::Transient("alert state vanished".into()));
+        };
+        if !s.delivered.insert(entry.to_string()) {
+            return Ok(());
+        }
+        match kv::write(&ctx.alerts, skey, &s, current.revision).await {
+            Ok(_) => return Ok(()),
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn escalation_timer_id(alert_id: &str, level: u32) -> String {
+    format!("esc-{alert_id}-l{level}")
+}
+
+/// Asks the deadline-timer for the clock that moves the alert from
+/// `level` to the next, if the routing has a next level.
+async fn schedule_escalation(
+    ctx: &Ctx,
+    alert: &pb::Alert,
+    level: u32,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    let Some(within) = ctx.routing.escalation(reason_of(alert), level) else {
+        return Ok(());
+    };
+    let raised = alert
+        .raised_at
+        .as_ref()
+        .and_then(nisvakt_bus::clock::from_timestamp)
+        .unwrap_or_else(|| ctx.rt.clock.now());
+    let base = if level == 0 { raised } else { ctx.rt.clock.now() };
+    let timer_id = escalation_timer_id(&alert.id, level);
+    let cmd = pb::ScheduleTimer {
+        timer: Some(pb::Timer {
+            id: timer_id.clone(),
+            kind: pb::TimerKind::Escalation as i32,
+            incident_id: alert.incident_id.clone(),
+            due_at: Some(to_timestamp(base + within)),
+            alert_id: alert.id.clone(),
+            escalation_level: level + 1,
+            ..Default::default()
+        }),
+    };
+    ctx.rt
+        .publisher
+        .publish(
+            subjects::timer_command(&timer_id, "schedule"),
+            &format!("cmd:esc:{timer_id}"),
+            &cmd,
+            trace,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn escalate(ctx: &Ctx, timer: &pb::Timer, trace: &TraceContext) -> Result<(), HandleError> {
+    let skey = format!("a.{}", timer.alert_id);
+    let next = timer.escalation_level;
+    let alert = loop {
+        let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
+        let Some(mut s) = current.value else {
+            tracing::warn!(alert = %timer.alert_id, "escalation for an unknown alert; ignored");
+            return Ok(());
+        };
+        if s.acked_by.is_some() {
+            return Ok(()); // someone acted
+        }
+        let mut alert = s
+            .alert()
+            .ok_or_else(|| HandleError::Permanent("alert state unreadable".into()))?;
+        if s.level >= next {
+            alert.level = s.level;
+            break alert; // already escalated: finish the deliveries below
+        }
+        s.level = next;
+        alert.level = next;
+        match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
+            Ok(_) => break alert,
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    alert_escalated(ctx, &alert, trace).await
+}
+
+async fn alert_escalated(ctx: &Ctx, alert: &pb::Alert, trace: &TraceContext) -> Result<(), HandleError> {
+    let level = alert.level;
+    let mut escalated = alert.clone();
+    escalated.recipients = ctx
+        .routing
+        .recipients_for_units(reason_of(alert), std::iter::empty::<&str>(), level);
+    ctx.rt.metrics.inc("nisvakt_alerts_escalated_total", &[]);
+    ctx.rt
+        .publisher
+        .publish(
+            subjects::alert(&alert.id, "escalated"),
+            &format!("alert:{}:escalated:{level}", alert.id),
+            &pb::AlertEscalated {
+                alert: Some(escalated.clone()),
+            },
+            trace,
+        )
+        .await?;
+    deliver_level(ctx, &escalated, level, trace).await?;
+    schedule_escalation(ctx, &escalated, level, trace).await
+}
+
+async fn on_ack(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
+    let cmd = d.decode::<pb::AcknowledgeAlert>()?;
+    let skey = format!("a.{}", cmd.alert_id);
+    let (state, first) = loop {
+        let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
+        let Some(mut s) = current.value else {
+            tracing::warn!(alert = %cmd.alert_id, "acknowledgement of an unknown alert; ignored");
+            return Ok(());
+        };
+        if s.acked_by.is_some() {
+            break (s, false);
+        }
+        s.acked_by = Some(cmd.acked_by.clone());
+        s.acked_at = cmd
+            .issued_at
+            .as_ref()
+            .and_then(nisvakt_bus::clock::from_timestamp)
+            .or_else(|| Some(ctx.rt.clock.now()));
+        match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
+            Ok(_) => break (s, true),
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let incident_id = state.alert().map(|a| a.incident_id).unwrap_or_default();
+    if first {
+        ctx.rt.metrics.inc("nisvakt_alerts_acknowledged_total", &[]);
+    }
+    // Stop the clock of the current level (and any earlier one still there).
+    for level in 0..=state.level {
+        let timer_id = escalation_timer_id(&cmd.alert_id, level);
+        ctx.rt
+            .publisher
+            .publish(
+                subjects::timer_command(&timer_id, "cancel"),
+                &format!("cmd:esc-cancel:{timer_id}"),
+                &pb::CancelTimer {
+                    timer_id: timer_id.clone(),
+                    reason: "acknowledged".into(),
+                },
+                &d.trace,
+            )
+            .await?;
+    }
+    ctx.rt
+        .publisher
+        .publish(
+            subjects::alert(&cmd.alert_id, "acknowledged"),
+            &format!("ack:{}", cmd.alert_id),
+            &pb::AlertAcknowledged {
+                alert_id: cmd.alert_id.clone(),
+                incident_id,
+                acked_by: state.acked_by.clone().unwrap_or_default(),
+                note: cmd.note.clone(),
+                acked_at: state.acked_at.map(to_timestamp),
+            },
+            &d.trace,
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_of_snapshots_of_one_incident_asks_for_the_same_alerts() {
+        let mut inc = pb::Incident {
+            id: "inc_1".into(),
+            flags: Some(pb::IncidentFlags {
+                suspected_nis: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let first = intents(&inc);
+        inc.ticket_count = 999;
+        inc.revision = 999;
+        assert_eq!(intents(&inc), first);
+        assert_eq!(alert_id(&first[0].1), alert_id("inc_1:suspected_nis"));
+    }
+
+    #[test]
+    fn reportable_under_each_rule_set_is_its_own_alert() {
+        let inc = pb::Incident {
+            id: "inc_1".into(),
+            assessments: vec![
+                pb::Assessment {
+                    rule_set: "seed-routine".into(),
+                    reportable: true,
+                    ..Default::default()
+                },
+                pb::Assessment {
+                    rule_set: "cybersecurity-act-2025".into(),
+                    reportable: false,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let keys: Vec<String> = intents(&inc).into_iter().map(|(_, k)| k).collect();
+        assert_eq!(keys, ["inc_1:reportable:seed-routine"]);
+    }
+}
