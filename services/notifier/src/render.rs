@@ -795,18 +795,21 @@ impl Ctx<'_> {
         deadlines
     }
 
-    /// Deadlines one after another; instructions identical to the previous
-    /// deadline's are not repeated but referred to.
+    /// Deadlines one after another; instructions identical to an earlier
+    /// deadline's are not repeated but referred to (the first that had
+    /// them).
     fn deadline_list(&self, deadlines: &[&Deadline]) -> String {
-        let mut previous: Option<&Deadline> = None;
+        let mut shown: Vec<&Deadline> = Vec::new();
         let items = deadlines.iter().map(|d| {
-            let same = previous.filter(|p| {
-                let text = self.instructions(d);
-                !text.is_empty() && self.instructions(p) == text
-            });
-            let item = self.deadline_with(d, same);
-            previous = Some(d);
-            item
+            let text = self.instructions(d);
+            let same = shown
+                .iter()
+                .find(|earlier| !text.is_empty() && self.instructions(earlier) == text)
+                .copied();
+            if same.is_none() {
+                shown.push(d);
+            }
+            self.deadline_with(d, same)
         });
         self.list(items)
     }

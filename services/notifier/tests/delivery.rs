@@ -359,6 +359,30 @@ async fn an_smtp_refusal_is_permanent_and_a_busy_relay_is_tried_again() {
 }
 
 #[tokio::test]
+async fn the_relay_url_carries_credentials_for_smtp_auth() {
+    let smtp = SmtpReceiver::start().await.expect("SMTP receiver");
+    let url = format!("smtp://nisvakt:hemligt%21@{}", smtp.addr());
+    let routing = routing("http://127.0.0.1:9");
+    let recipient = routing.recipients(AlertReason::NeedsAssessment, None, 0)[0].clone();
+    let alert = alert(
+        AlertReason::NeedsAssessment,
+        &incident(),
+        vec![recipient.clone()],
+    );
+    let channel = EmailChannel::new(&url, "nisvakt@example.invalid", Duration::from_secs(5))
+        .expect("email channel");
+
+    let (result, _) = deliver(&channel, &alert, &recipient).await;
+    assert_eq!(result, Ok(1));
+    let mails = smtp.wait_for(1, WAIT).await.expect("one mail");
+    assert_eq!(mails[0].auth_user.as_deref(), Some("nisvakt"));
+    assert_eq!(
+        mails[0].subject,
+        "Bedömning behövs: Journalsystemet (Hemsjukvården Väster)"
+    );
+}
+
+#[tokio::test]
 async fn a_webhook_that_fails_twice_gets_exactly_one_signed_delivery_after_three_attempts() {
     let receiver = WebhookReceiver::start().await.expect("webhook receiver");
     receiver.fail_next(2);

@@ -206,7 +206,8 @@ impl fmt::Debug for EmailChannel {
 impl EmailChannel {
     /// Connects lazily to the relay at `url`, sending as `from` (e.g.
     /// `nisvakt <nisvakt@example.se>`), giving up on a silent relay after
-    /// `timeout`.
+    /// `timeout`. Call it inside a Tokio runtime: the connection pool
+    /// starts its clean-up task at once.
     pub fn new(url: &str, from: &str, timeout: Duration) -> Result<EmailChannel, Error> {
         let relay = RelayUrl::parse(url)?;
         let from: Mailbox = from.parse().map_err(|_| Error::From(from.to_owned()))?;
