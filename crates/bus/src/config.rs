@@ -191,8 +191,8 @@ mod tests {
         let dir = tempfile_dir();
         let path = dir.join("c.toml");
         std::fs::write(&path, "windoww = 9\n").unwrap();
-        let e = try_parse_from::<Demo, _, _>(["demo", "--config", path.to_str().unwrap()])
-            .unwrap_err();
+        let e =
+            try_parse_from::<Demo, _, _>(["demo", "--config", path.to_str().unwrap()]).unwrap_err();
         assert!(e.to_string().contains("unknown key `windoww`"), "{e}");
     }
 

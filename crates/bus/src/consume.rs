@@ -203,20 +203,29 @@ where
         let _enter = span.enter();
         match result {
             Ok(()) => {
-                metrics.inc("nisvakt_messages_handled_total", &[("consumer", &spec.durable)]);
+                metrics.inc(
+                    "nisvakt_messages_handled_total",
+                    &[("consumer", &spec.durable)],
+                );
                 if let Err(e) = msg.double_ack().await {
                     // The broker will redeliver; the handler is idempotent.
                     tracing::warn!(error = %e, "ack not confirmed; message may be redelivered");
                 }
             }
             Err(HandleError::Transient(reason)) if delivered < spec.max_deliver => {
-                metrics.inc("nisvakt_messages_retried_total", &[("consumer", &spec.durable)]);
+                metrics.inc(
+                    "nisvakt_messages_retried_total",
+                    &[("consumer", &spec.durable)],
+                );
                 let wait = backoff(delivered);
                 tracing::warn!(%reason, ?wait, "transient failure; will retry");
                 let _ = msg.ack_with(AckKind::Nak(Some(wait))).await;
             }
             Err(e) => {
-                metrics.inc("nisvakt_messages_deadlettered_total", &[("consumer", &spec.durable)]);
+                metrics.inc(
+                    "nisvakt_messages_deadlettered_total",
+                    &[("consumer", &spec.durable)],
+                );
                 tracing::error!(error = %e, "dead-lettering message");
                 let mut h = hdrs;
                 h.insert(headers::DEADLETTER_REASON, e.to_string().as_str());

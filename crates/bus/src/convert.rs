@@ -157,7 +157,9 @@ mod tests {
             disruption_ended_at: Some("2026-03-01T09:00:00Z".into()),
             ..Default::default()
         };
-        let t = nisvakt_domain::ticket::validate(input).unwrap().into_masked();
+        let t = nisvakt_domain::ticket::validate(input)
+            .unwrap()
+            .into_masked();
         assert_eq!(ticket_from_pb(&ticket_to_pb(&t)).unwrap(), t);
     }
 }
@@ -279,8 +281,14 @@ mod incident {
             assessed_by: [
                 i.confirmed.care_blocked.as_ref().map(|c| c.by.clone()),
                 i.confirmed.patient_harm.as_ref().map(|c| c.by.clone()),
-                i.confirmed.personal_data_breach.as_ref().map(|c| c.by.clone()),
-                i.confirmed.security_protection.as_ref().map(|c| c.by.clone()),
+                i.confirmed
+                    .personal_data_breach
+                    .as_ref()
+                    .map(|c| c.by.clone()),
+                i.confirmed
+                    .security_protection
+                    .as_ref()
+                    .map(|c| c.by.clone()),
             ]
             .into_iter()
             .flatten()

@@ -72,7 +72,9 @@ impl Metrics {
                 }
                 let l: Vec<String> = labels
                     .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .map(|(k, v)| {
+                        format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+                    })
                     .collect();
                 if l.is_empty() {
                     out.push_str(&format!("{name} {v}\n"));
@@ -98,7 +100,10 @@ mod tests {
         m.inc("x_total", &[("a", "b")]);
         m.set("up", &[], 1.0);
         let r = m.render();
-        assert!(r.contains("# TYPE x_total counter\nx_total{a=\"b\"} 2\n"), "{r}");
+        assert!(
+            r.contains("# TYPE x_total counter\nx_total{a=\"b\"} 2\n"),
+            "{r}"
+        );
         assert!(r.contains("# TYPE up gauge\nup 1\n"), "{r}");
     }
 }

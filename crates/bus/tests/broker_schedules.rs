@@ -25,16 +25,24 @@ async fn schedule(
     let mut h = HeaderMap::new();
     h.insert(
         "Nats-Schedule",
-        format!("@at {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).as_str(),
+        format!(
+            "@at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+        .as_str(),
     );
     h.insert(
         "Nats-Schedule-Target",
         format!("nis.v1.timer.fire.t1.{slot}").as_str(),
     );
     h.insert("x-probe", slot);
-    js.publish_with_headers(format!("nis.v1.timer.sched.t1.{slot}"), h, slot.to_string().into())
-        .await?
-        .await?;
+    js.publish_with_headers(
+        format!("nis.v1.timer.sched.t1.{slot}"),
+        h,
+        slot.to_string().into(),
+    )
+    .await?
+    .await?;
     Ok(())
 }
 
@@ -46,7 +54,10 @@ async fn schedules_fire_on_time_and_purge_cancels() -> anyhow::Result<()> {
     schedule(&js, "soon", now + chrono::Duration::seconds(2)).await?;
     schedule(&js, "cancelled", now + chrono::Duration::seconds(2)).await?;
     let stream = js.get_stream(nisvakt_bus::topology::TIMERS).await?;
-    stream.purge().filter("nis.v1.timer.sched.t1.cancelled").await?;
+    stream
+        .purge()
+        .filter("nis.v1.timer.sched.t1.cancelled")
+        .await?;
 
     let consumer = stream
         .create_consumer(pull::Config {
@@ -60,7 +71,11 @@ async fn schedules_fire_on_time_and_purge_cancels() -> anyhow::Result<()> {
     while let Ok(Some(m)) = tokio::time::timeout_at(deadline, msgs.next()).await {
         let m = m?;
         let payload = String::from_utf8(m.payload.to_vec())?;
-        let header = m.headers.as_ref().and_then(|h| h.get("x-probe")).map(|v| v.to_string());
+        let header = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("x-probe"))
+            .map(|v| v.to_string());
         got.push((payload, header, chrono::Utc::now()));
         m.ack().await.ok();
     }

@@ -46,7 +46,10 @@ impl ServiceProcess {
         let mut p = ServiceProcess {
             name: name.to_string(),
             child: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             log,
         };
         p.spawn()?;

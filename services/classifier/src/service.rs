@@ -18,7 +18,9 @@ use chrono::{DateTime, Duration, Utc};
 use nisvakt_bus::clock::from_timestamp;
 use nisvakt_bus::consume::{self, ConsumerSpec};
 use nisvakt_bus::kv::{self, Versioned};
-use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology};
+use nisvakt_bus::{
+    Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology,
+};
 use nisvakt_domain::correlate;
 use nisvakt_domain::incident::{Fact, Incident, IncidentId, OutcomeKind, ReportChannel};
 use nisvakt_domain::rules::RuleSet;
@@ -88,8 +90,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(rule_set = %r.id, version = %r.version, "rule set active");
     }
 
-    let rt = Runtime::start("classifier", &config.common, crate::DEFAULT_ADMIN, shutdown.clone())
-        .await?;
+    let rt = Runtime::start(
+        "classifier",
+        &config.common,
+        crate::DEFAULT_ADMIN,
+        shutdown.clone(),
+    )
+    .await?;
     let ctx = Arc::new(Ctx {
         incidents: topology::bucket_or_create(&rt.js, topology::BUCKET_INCIDENTS).await?,
         correlation: topology::bucket_or_create(&rt.js, topology::BUCKET_CORRELATION).await?,
@@ -206,7 +213,8 @@ async fn on_ticket(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         .ticket
         .as_ref()
         .ok_or_else(|| HandleError::Permanent("TicketAccepted without ticket".into()))?;
-    let ticket = convert::ticket_from_pb(ticket).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    let ticket =
+        convert::ticket_from_pb(ticket).map_err(|e| HandleError::Permanent(e.to_string()))?;
     let accepted_at = accepted
         .accepted_at
         .as_ref()
@@ -275,7 +283,8 @@ async fn route_ticket(
             if id == fresh {
                 return Ok(id); // our own claim, from before a crash
             }
-            let stored: Versioned<Stored> = kv::read(&ctx.incidents, &incident_key(id.as_str())).await?;
+            let stored: Versioned<Stored> =
+                kv::read(&ctx.incidents, &incident_key(id.as_str())).await?;
             match stored.value {
                 Some(s) if correlate::correlates(&s.incident, ticket, &ctx.lexicon, ctx.window) => {
                     return Ok(id);
@@ -289,15 +298,25 @@ async fn route_ticket(
     };
     let value: bytes::Bytes = fresh.as_str().to_string().into();
     let claimed = if revision == 0 {
-        ctx.correlation.create(&dk, value).await.map(|_| ())
+        ctx.correlation
+            .create(&dk, value)
+            .await
+            .map(|_| ())
             .map_err(|e| match e.kind() {
-                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => kv::Error::Conflict(dk.clone()),
+                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    kv::Error::Conflict(dk.clone())
+                }
                 _ => broker(e.to_string(), &dk),
             })
     } else {
-        ctx.correlation.update(&dk, value, revision).await.map(|_| ())
+        ctx.correlation
+            .update(&dk, value, revision)
+            .await
+            .map(|_| ())
             .map_err(|e| match e.kind() {
-                async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => kv::Error::Conflict(dk.clone()),
+                async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
+                    kv::Error::Conflict(dk.clone())
+                }
                 _ => broker(e.to_string(), &dk),
             })
     };
@@ -355,7 +374,9 @@ async fn fold(
         if let Some(last) = &stored.last_event {
             publish(ctx, &stored.incident, last, trace).await?;
         }
-        ctx.rt.metrics.inc("nisvakt_facts_total", &[("result", "unchanged")]);
+        ctx.rt
+            .metrics
+            .inc("nisvakt_facts_total", &[("result", "unchanged")]);
         return Ok(());
     }
     let kind = match outcome.kind {
@@ -373,7 +394,9 @@ async fn fold(
         cause: cause.to_string(),
     });
     kv::write(&ctx.incidents, &key, &stored, current.revision).await?;
-    ctx.rt.metrics.inc("nisvakt_facts_total", &[("result", kind)]);
+    ctx.rt
+        .metrics
+        .inc("nisvakt_facts_total", &[("result", kind)]);
     if let Some(last) = &stored.last_event {
         publish(ctx, &stored.incident, last, trace).await?;
     }
@@ -421,13 +444,23 @@ async fn publish(
             )
             .await?;
             if !incident.assessments.is_empty() {
-                p.publish(subjects::incident(id, "assessed"), &msg_id("assessed"), &assessed, trace)
-                    .await?;
+                p.publish(
+                    subjects::incident(id, "assessed"),
+                    &msg_id("assessed"),
+                    &assessed,
+                    trace,
+                )
+                .await?;
             }
         }
         "assessed" => {
-            p.publish(subjects::incident(id, "assessed"), &msg_id("assessed"), &assessed, trace)
-                .await?;
+            p.publish(
+                subjects::incident(id, "assessed"),
+                &msg_id("assessed"),
+                &assessed,
+                trace,
+            )
+            .await?;
         }
         "resolved" => {
             p.publish(
@@ -522,7 +555,9 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
             (c.incident_id, fact, "resolve")
         }
         other => {
-            return Err(HandleError::Permanent(format!("unknown incident command `{other}`")));
+            return Err(HandleError::Permanent(format!(
+                "unknown incident command `{other}`"
+            )));
         }
     };
     let id = IncidentId::parse(incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
@@ -547,7 +582,8 @@ async fn on_threshold(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         criterion: timer.criterion.clone(),
         at,
     };
-    let id = IncidentId::parse(timer.incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
+    let id =
+        IncidentId::parse(timer.incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
     fold_retrying(ctx, &id, &fact, "threshold_reached", &d.trace).await
 }
 

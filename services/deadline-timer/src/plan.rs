@@ -5,9 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use nisvakt_bus::clock::{from_timestamp, to_timestamp};
 use nisvakt_bus::subjects::token;
-use nisvakt_proto::v1::{
-    DeadlineStatus, FiringKind, Incident, IncidentStatus, Timer, TimerKind,
-};
+use nisvakt_proto::v1::{DeadlineStatus, FiringKind, Incident, IncidentStatus, Timer, TimerKind};
 
 /// One moment at which a timer fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +78,9 @@ pub fn timers_for(incident: &Incident) -> Vec<Timer> {
 /// deadline's content. A changed fingerprint means a new generation.
 pub fn fingerprint(t: &Timer) -> String {
     let ts = |x: &Option<prost_types::Timestamp>| {
-        x.as_ref().map(|t| format!("{}.{}", t.seconds, t.nanos)).unwrap_or_default()
+        x.as_ref()
+            .map(|t| format!("{}.{}", t.seconds, t.nanos))
+            .unwrap_or_default()
     };
     let warnings: Vec<String> = t.warnings_at.iter().map(|w| ts(&Some(*w))).collect();
     let every = t.overdue_every.map(|d| d.seconds).unwrap_or(0);

@@ -22,9 +22,8 @@ use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, subjec
 use nisvakt_proto::Event;
 use nisvakt_proto::v1::{
     CancelTimer, DeadlineCancelled, DeadlineDue, DeadlineMet, DeadlineOverdue, DeadlineScheduled,
-    DeadlineStatus, DeadlineWarning, EscalationDue, Firing, FiringKind, Incident,
-    IncidentAssessed, IncidentOpened, IncidentResolved, IncidentUpdated, ScheduleTimer,
-    ThresholdReached, Timer,
+    DeadlineStatus, DeadlineWarning, EscalationDue, Firing, FiringKind, Incident, IncidentAssessed,
+    IncidentOpened, IncidentResolved, IncidentUpdated, ScheduleTimer, ThresholdReached, Timer,
 };
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
@@ -162,7 +161,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 fn incident_of(d: &Delivery) -> Result<Incident, HandleError> {
-    let t = d.header(nisvakt_bus::publish::headers::CE_TYPE).unwrap_or("");
+    let t = d
+        .header(nisvakt_bus::publish::headers::CE_TYPE)
+        .unwrap_or("");
     let inc = match t {
         x if x == IncidentOpened::TYPE => d.decode::<IncidentOpened>()?.incident,
         x if x == IncidentUpdated::TYPE => d.decode::<IncidentUpdated>()?.incident,
@@ -201,8 +202,15 @@ async fn on_snapshot(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 finish(ctx, gone, TimerState::Met, "met", Some(at), &d.trace).await?
             }
             None => {
-                finish(ctx, gone, TimerState::Cancelled, "no_longer_planned", None, &d.trace)
-                    .await?
+                finish(
+                    ctx,
+                    gone,
+                    TimerState::Cancelled,
+                    "no_longer_planned",
+                    None,
+                    &d.trace,
+                )
+                .await?
             }
         }
     }
@@ -262,7 +270,11 @@ async fn schedule(
     {
         return Ok(());
     }
-    let generation = current.value.as_ref().map(|r| r.generation + 1).unwrap_or(1);
+    let generation = current
+        .value
+        .as_ref()
+        .map(|r| r.generation + 1)
+        .unwrap_or(1);
     timer.generation = generation;
     // Old slots go first, so only this generation's schedules remain.
     purge_schedules(ctx, &timer.id).await?;
@@ -300,7 +312,10 @@ async fn purge_schedules(ctx: &Ctx, timer_id: &str) -> Result<(), HandleError> {
         .map_err(|e| HandleError::Transient(e.to_string()))?;
     stream
         .purge()
-        .filter(format!("nis.v1.timer.sched.{}.>", subjects::token(timer_id)))
+        .filter(format!(
+            "nis.v1.timer.sched.{}.>",
+            subjects::token(timer_id)
+        ))
         .await
         .map_err(|e| HandleError::Transient(e.to_string()))?;
     Ok(())
@@ -331,7 +346,11 @@ async fn put_schedule(
     let at = DateTime::from_timestamp(second, 0).unwrap_or(slot.at);
     h.insert(
         "Nats-Schedule",
-        format!("@at {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).as_str(),
+        format!(
+            "@at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+        .as_str(),
     );
     h.insert(
         "Nats-Schedule-Target",
@@ -412,12 +431,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         .timer
         .clone()
         .ok_or_else(|| HandleError::Permanent("firing without timer".into()))?;
-    let slot_id = d
-        .subject
-        .rsplit('.')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let slot_id = d.subject.rsplit('.').next().unwrap_or_default().to_string();
     let claim = format!("{}:{slot_id}", timer.generation);
     let key = format!("t.{}", timer.id);
 
@@ -467,16 +481,31 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     let f = Some(firing.clone());
     match firing.kind() {
         FiringKind::Warning => {
-            p.publish(subjects::deadline(id, "warning"), &msg_id, &DeadlineWarning { firing: f }, &d.trace)
-                .await?
+            p.publish(
+                subjects::deadline(id, "warning"),
+                &msg_id,
+                &DeadlineWarning { firing: f },
+                &d.trace,
+            )
+            .await?
         }
         FiringKind::Due => {
-            p.publish(subjects::deadline(id, "due"), &msg_id, &DeadlineDue { firing: f }, &d.trace)
-                .await?
+            p.publish(
+                subjects::deadline(id, "due"),
+                &msg_id,
+                &DeadlineDue { firing: f },
+                &d.trace,
+            )
+            .await?
         }
         FiringKind::Overdue => {
-            p.publish(subjects::deadline(id, "overdue"), &msg_id, &DeadlineOverdue { firing: f }, &d.trace)
-                .await?
+            p.publish(
+                subjects::deadline(id, "overdue"),
+                &msg_id,
+                &DeadlineOverdue { firing: f },
+                &d.trace,
+            )
+            .await?
         }
         FiringKind::ThresholdReached => {
             p.publish(
@@ -488,8 +517,13 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
             .await?
         }
         FiringKind::EscalationDue => {
-            p.publish(subjects::deadline(id, "escalation_due"), &msg_id, &EscalationDue { firing: f }, &d.trace)
-                .await?
+            p.publish(
+                subjects::deadline(id, "escalation_due"),
+                &msg_id,
+                &EscalationDue { firing: f },
+                &d.trace,
+            )
+            .await?
         }
         FiringKind::Unspecified => {
             return Err(HandleError::Permanent("firing without kind".into()));

@@ -89,12 +89,11 @@ pub fn to_input(s: pb::TicketSubmission) -> TicketInput {
                 .to_lowercase(),
         ),
     };
-    let reporter = (!s.reporter_name.is_empty() || !s.reporter_email.is_empty()).then(|| {
-        ReporterInput {
+    let reporter =
+        (!s.reporter_name.is_empty() || !s.reporter_email.is_empty()).then(|| ReporterInput {
             name: non_empty(s.reporter_name.clone()),
             email: non_empty(s.reporter_email.clone()),
-        }
-    });
+        });
     TicketInput {
         source: non_empty(s.source),
         ticket_id: non_empty(s.ticket_id),
@@ -229,7 +228,8 @@ impl IntakeApi for Service {
             loop {
                 match rx.recv().await {
                     Ok(item) => {
-                        if !only.is_empty() && item.incident_id().as_deref() != Some(only.as_str()) {
+                        if !only.is_empty() && item.incident_id().as_deref() != Some(only.as_str())
+                        {
                             continue;
                         }
                         let Some(event) = item.decode() else { continue };

@@ -107,7 +107,11 @@ fn body_error(r: BytesRejection) -> Response {
         )
             .into_response()
     } else {
-        (status, axum::Json(json!({"error": "bad_body", "message": r.body_text()}))).into_response()
+        (
+            status,
+            axum::Json(json!({"error": "bad_body", "message": r.body_text()})),
+        )
+            .into_response()
     }
 }
 
@@ -153,15 +157,17 @@ async fn get_incident(State(s): State<AppState>, Path(id): Path<String>) -> Resp
 }
 
 /// Reads a JSON object body, naming the problem when it is not one.
-fn object(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Map<String, Value>, Response> {
-    let body = body.map_err(body_error)?;
+fn object(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Map<String, Value>, Box<Response>> {
+    let body = body.map_err(|r| Box::new(body_error(r)))?;
     let invalid = |m: &str| {
-        error_response(Error::Invalid(ValidationErrors {
+        Box::new(error_response(Error::Invalid(ValidationErrors {
             errors: vec![FieldError {
                 field: "(body)".into(),
                 message: m.into(),
             }],
-        }))
+        })))
     };
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => Ok(m),
@@ -248,7 +254,11 @@ impl<'a> Fields<'a> {
 
 fn accepted(r: Result<String, Error>) -> Response {
     match r {
-        Ok(id) => (StatusCode::ACCEPTED, axum::Json(json!({ "command_id": id }))).into_response(),
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "command_id": id })),
+        )
+            .into_response(),
         Err(e) => error_response(e),
     }
 }
@@ -261,7 +271,7 @@ async fn post_assessment(
 ) -> Response {
     let obj = match object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut f = Fields::new(&obj);
     let assessed_by = f.string("assessed_by").unwrap_or_default();
@@ -299,7 +309,7 @@ async fn post_report(
 ) -> Response {
     let obj = match object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut f = Fields::new(&obj);
     let channel = match f.string("channel").as_deref() {
@@ -337,7 +347,7 @@ async fn post_resolve(
 ) -> Response {
     let obj = match object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut f = Fields::new(&obj);
     let cmd = pb::ResolveIncident {
@@ -361,7 +371,7 @@ async fn post_ack(
 ) -> Response {
     let obj = match object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut f = Fields::new(&obj);
     let cmd = pb::AcknowledgeAlert {

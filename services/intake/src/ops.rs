@@ -202,7 +202,8 @@ impl Intake {
         }
         self.require_incident(&cmd.incident_id).await?;
         cmd.command_id = ulid::Ulid::generate().to_string();
-        cmd.issued_at.get_or_insert_with(|| to_timestamp(self.rt.clock.now()));
+        cmd.issued_at
+            .get_or_insert_with(|| to_timestamp(self.rt.clock.now()));
         let id = cmd.command_id.clone();
         self.command(
             subjects::incident_command(&cmd.incident_id, "assessment"),
@@ -235,7 +236,10 @@ impl Intake {
             errors.push(field("reported_by", "is required"));
         }
         if cmd.channel() == pb::ReportChannel::Unspecified {
-            errors.push(field("channel", "must be one of tool, letter, phone, email"));
+            errors.push(field(
+                "channel",
+                "must be one of tool, letter, phone, email",
+            ));
         }
         if !errors.is_empty() {
             return Err(ValidationErrors { errors }.into());
@@ -315,7 +319,8 @@ impl Intake {
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         raw.map(|b| {
-            serde_json::from_slice(&b).map_err(|e| Error::Unavailable(format!("corrupt incident {id}: {e}")))
+            serde_json::from_slice(&b)
+                .map_err(|e| Error::Unavailable(format!("corrupt incident {id}: {e}")))
         })
         .transpose()
     }

@@ -44,16 +44,32 @@ impl Item {
         let incident = |i: Option<pb::Incident>| i.map(W::Incident);
         let firing = |f: Option<pb::Firing>| f.map(W::Firing);
         match t {
-            x if x == pb::IncidentOpened::TYPE => incident(pb::IncidentOpened::decode(p).ok()?.incident),
-            x if x == pb::IncidentUpdated::TYPE => incident(pb::IncidentUpdated::decode(p).ok()?.incident),
-            x if x == pb::IncidentAssessed::TYPE => incident(pb::IncidentAssessed::decode(p).ok()?.incident),
-            x if x == pb::IncidentResolved::TYPE => incident(pb::IncidentResolved::decode(p).ok()?.incident),
-            x if x == pb::DeadlineWarning::TYPE => firing(pb::DeadlineWarning::decode(p).ok()?.firing),
+            x if x == pb::IncidentOpened::TYPE => {
+                incident(pb::IncidentOpened::decode(p).ok()?.incident)
+            }
+            x if x == pb::IncidentUpdated::TYPE => {
+                incident(pb::IncidentUpdated::decode(p).ok()?.incident)
+            }
+            x if x == pb::IncidentAssessed::TYPE => {
+                incident(pb::IncidentAssessed::decode(p).ok()?.incident)
+            }
+            x if x == pb::IncidentResolved::TYPE => {
+                incident(pb::IncidentResolved::decode(p).ok()?.incident)
+            }
+            x if x == pb::DeadlineWarning::TYPE => {
+                firing(pb::DeadlineWarning::decode(p).ok()?.firing)
+            }
             x if x == pb::DeadlineDue::TYPE => firing(pb::DeadlineDue::decode(p).ok()?.firing),
-            x if x == pb::DeadlineOverdue::TYPE => firing(pb::DeadlineOverdue::decode(p).ok()?.firing),
-            x if x == pb::ThresholdReached::TYPE => firing(pb::ThresholdReached::decode(p).ok()?.firing),
+            x if x == pb::DeadlineOverdue::TYPE => {
+                firing(pb::DeadlineOverdue::decode(p).ok()?.firing)
+            }
+            x if x == pb::ThresholdReached::TYPE => {
+                firing(pb::ThresholdReached::decode(p).ok()?.firing)
+            }
             x if x == pb::AlertRaised::TYPE => pb::AlertRaised::decode(p).ok()?.alert.map(W::Alert),
-            x if x == pb::AlertEscalated::TYPE => pb::AlertEscalated::decode(p).ok()?.alert.map(W::Alert),
+            x if x == pb::AlertEscalated::TYPE => {
+                pb::AlertEscalated::decode(p).ok()?.alert.map(W::Alert)
+            }
             x if x == pb::AlertAcknowledged::TYPE => {
                 Some(W::Acknowledged(pb::AlertAcknowledged::decode(p).ok()?))
             }

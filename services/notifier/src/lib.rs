@@ -22,7 +22,11 @@ pub struct Config {
     pub common: CommonArgs,
 
     /// The routing file: roles, contacts per unit, webhooks, escalation.
-    #[arg(long, env = "NISVAKT_ROUTING", default_value = "deploy/routing.example.toml")]
+    #[arg(
+        long,
+        env = "NISVAKT_ROUTING",
+        default_value = "deploy/routing.example.toml"
+    )]
     pub routing: std::path::PathBuf,
 
     /// SMTP relay, e.g. smtp://127.0.0.1:2525 or
@@ -31,7 +35,11 @@ pub struct Config {
     pub smtp_url: Option<String>,
 
     /// The sender address of alert e-mails.
-    #[arg(long, env = "NISVAKT_SMTP_FROM", default_value = "nisvakt <nisvakt@localhost>")]
+    #[arg(
+        long,
+        env = "NISVAKT_SMTP_FROM",
+        default_value = "nisvakt <nisvakt@localhost>"
+    )]
     pub smtp_from: String,
 
     /// Timeout of one delivery attempt, in seconds.

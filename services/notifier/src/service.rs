@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use nisvakt_bus::clock::to_timestamp;
 use nisvakt_bus::consume::{self, ConsumerSpec};
 use nisvakt_bus::kv::{self, Versioned};
-use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology};
+use nisvakt_bus::{
+    Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology,
+};
 use nisvakt_proto::Event;
 use nisvakt_proto::v1 as pb;
 use prost::Message as _;
@@ -72,11 +74,14 @@ struct Ctx {
 /// Loads routing, connects and runs until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::deliver::webhook::install_crypto_provider();
-    let routing = Routing::load(&config.routing)
-        .map_err(|e| anyhow::anyhow!("NISVAKT_ROUTING: {e}"))?;
+    let routing =
+        Routing::load(&config.routing).map_err(|e| anyhow::anyhow!("NISVAKT_ROUTING: {e}"))?;
     let placeholders = routing.placeholder_addresses();
     if !placeholders.is_empty() {
-        tracing::warn!(?placeholders, "routing still has placeholder addresses (.invalid)");
+        tracing::warn!(
+            ?placeholders,
+            "routing still has placeholder addresses (.invalid)"
+        );
     }
     let timeout = std::time::Duration::from_secs(config.delivery_timeout_secs);
     let email = match config.smtp_url.as_deref().filter(|u| !u.is_empty()) {
@@ -97,8 +102,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         ..RetryPolicy::default()
     };
 
-    let rt = Runtime::start("notifier", &config.common, crate::DEFAULT_ADMIN, shutdown.clone())
-        .await?;
+    let rt = Runtime::start(
+        "notifier",
+        &config.common,
+        crate::DEFAULT_ADMIN,
+        shutdown.clone(),
+    )
+    .await?;
     let ctx = Arc::new(Ctx {
         alerts: topology::bucket_or_create(&rt.js, topology::BUCKET_ALERTS).await?,
         incidents: topology::bucket_or_create(&rt.js, topology::BUCKET_INCIDENTS).await?,
@@ -147,7 +157,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         run_consumer(incidents, 0),
         run_consumer(firings, 1),
         run_consumer(
-            ConsumerSpec::new(topology::COMMANDS, "notifier-acks", &["nis.v1.command.alert.*.ack"]),
+            ConsumerSpec::new(
+                topology::COMMANDS,
+                "notifier-acks",
+                &["nis.v1.command.alert.*.ack"]
+            ),
             2
         ),
     );
@@ -160,7 +174,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The alert id of a de-duplication key.
 pub fn alert_id(dedup_key: &str) -> String {
-    format!("alt_{}", hex::encode(&Sha256::digest(dedup_key.as_bytes())[..10]))
+    format!(
+        "alt_{}",
+        hex::encode(&Sha256::digest(dedup_key.as_bytes())[..10])
+    )
 }
 
 /// The alerts an incident snapshot calls for, as (reason, dedup key). One
@@ -169,10 +186,16 @@ pub fn intents(incident: &pb::Incident) -> Vec<(AlertReason, String)> {
     let mut out = Vec::new();
     let flags = incident.flags.unwrap_or_default();
     if flags.suspected_nis {
-        out.push((AlertReason::SuspectedNis, format!("{}:suspected_nis", incident.id)));
+        out.push((
+            AlertReason::SuspectedNis,
+            format!("{}:suspected_nis", incident.id),
+        ));
     }
     if flags.needs_assessment {
-        out.push((AlertReason::NeedsAssessment, format!("{}:needs_assessment", incident.id)));
+        out.push((
+            AlertReason::NeedsAssessment,
+            format!("{}:needs_assessment", incident.id),
+        ));
     }
     for a in &incident.assessments {
         if a.reportable {
@@ -186,21 +209,27 @@ pub fn intents(incident: &pb::Incident) -> Vec<(AlertReason, String)> {
 }
 
 fn incident_of(d: &Delivery) -> Result<Option<pb::Incident>, HandleError> {
-    let t = d.header(nisvakt_bus::publish::headers::CE_TYPE).unwrap_or("");
+    let t = d
+        .header(nisvakt_bus::publish::headers::CE_TYPE)
+        .unwrap_or("");
     Ok(match t {
         x if x == pb::IncidentOpened::TYPE => d.decode::<pb::IncidentOpened>()?.incident,
         x if x == pb::IncidentUpdated::TYPE => d.decode::<pb::IncidentUpdated>()?.incident,
         x if x == pb::IncidentAssessed::TYPE => d.decode::<pb::IncidentAssessed>()?.incident,
         x if x == pb::IncidentResolved::TYPE => d.decode::<pb::IncidentResolved>()?.incident,
         other => {
-            return Err(HandleError::Permanent(format!("not an incident event: {other:?}")));
+            return Err(HandleError::Permanent(format!(
+                "not an incident event: {other:?}"
+            )));
         }
     })
 }
 
 async fn on_incident(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     let Some(incident) = incident_of(&d)? else {
-        return Err(HandleError::Permanent("incident event without incident".into()));
+        return Err(HandleError::Permanent(
+            "incident event without incident".into(),
+        ));
     };
     for (reason, key) in intents(&incident) {
         raise(ctx, reason, &key, &incident, None, &d.trace).await?;
@@ -231,7 +260,11 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
             let w = d.decode::<pb::TimerOverdueWatchdog>()?;
             Some(crate::render::watchdog_firing(&w))
         }
-        other => return Err(HandleError::Permanent(format!("unexpected firing `{other}`"))),
+        other => {
+            return Err(HandleError::Permanent(format!(
+                "unexpected firing `{other}`"
+            )));
+        }
     }
     .ok_or_else(|| HandleError::Permanent("firing without body".into()))?;
     let timer = firing
@@ -308,7 +341,15 @@ async fn raise(
                 incident.units.iter().map(String::as_str),
                 0,
             );
-            let alert = build_alert(reason, key, incident, firing, 0, recipients, ctx.rt.clock.now());
+            let alert = build_alert(
+                reason,
+                key,
+                incident,
+                firing,
+                0,
+                recipients,
+                ctx.rt.clock.now(),
+            );
             let s = AlertState {
                 level: 0,
                 acked_by: None,
@@ -318,14 +359,19 @@ async fn raise(
             };
             match kv::write(&ctx.alerts, &skey, &s, 0).await {
                 Ok(_) => {
-                    ctx.rt.metrics.inc("nisvakt_alerts_raised_total", &[("reason", reason.as_str())]);
+                    ctx.rt.metrics.inc(
+                        "nisvakt_alerts_raised_total",
+                        &[("reason", reason.as_str())],
+                    );
                     s
                 }
                 // Another replica raised it first: carry on with its state.
-                Err(kv::Error::Conflict(_)) => match kv::read::<AlertState>(&ctx.alerts, &skey).await?.value {
-                    Some(s) => s,
-                    None => return Err(HandleError::Transient("alert state vanished".into())),
-                },
+                Err(kv::Error::Conflict(_)) => {
+                    match kv::read::<AlertState>(&ctx.alerts, &skey).await?.value {
+                        Some(s) => s,
+                        None => return Err(HandleError::Transient("alert state vanished".into())),
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -386,7 +432,8 @@ async fn deliver_level(
         let publisher = ctx.rt.publisher.clone();
         let record = |attempt: crate::deliver::retry::Attempt| {
             let publisher = publisher.clone();
-            let result = attempt.delivery_result(&level_alert, &target, to_timestamp(ctx.rt.clock.now()));
+            let result =
+                attempt.delivery_result(&level_alert, &target, to_timestamp(ctx.rt.clock.now()));
             let subject = subjects::delivery(&level_alert.id, target.channel());
             let msg_id = format!("delivery:{}:{entry}:{}", level_alert.id, attempt.number);
             let outcome = attempt.outcome.clone();
@@ -399,24 +446,43 @@ async fn deliver_level(
                 }
             }
         };
-        match deliver_with_retry(&ctx.deliverer as &dyn Channel, &level_alert, r, &ctx.policy, record).await {
+        match deliver_with_retry(
+            &ctx.deliverer as &dyn Channel,
+            &level_alert,
+            r,
+            &ctx.policy,
+            record,
+        )
+        .await
+        {
             Ok(_) => {
-                ctx.rt.metrics.inc("nisvakt_deliveries_total", &[("channel", target.channel()), ("result", "delivered")]);
+                ctx.rt.metrics.inc(
+                    "nisvakt_deliveries_total",
+                    &[("channel", target.channel()), ("result", "delivered")],
+                );
                 mark_delivered(ctx, &skey, &entry).await?;
             }
             Err(e) if e.is_permanent() => {
-                ctx.rt.metrics.inc("nisvakt_deliveries_total", &[("channel", target.channel()), ("result", "failed")]);
+                ctx.rt.metrics.inc(
+                    "nisvakt_deliveries_total",
+                    &[("channel", target.channel()), ("result", "failed")],
+                );
                 tracing::error!(error = %e, target = %target.address(), "delivery failed for good");
             }
             Err(e) => {
-                ctx.rt.metrics.inc("nisvakt_deliveries_total", &[("channel", target.channel()), ("result", "retry_later")]);
+                ctx.rt.metrics.inc(
+                    "nisvakt_deliveries_total",
+                    &[("channel", target.channel()), ("result", "retry_later")],
+                );
                 transient = Some(e.to_string());
             }
         }
     }
     match transient {
         // Try again on redelivery; what was delivered is in the ledger.
-        Some(e) => Err(HandleError::Transient(format!("delivery to be retried: {e}"))),
+        Some(e) => Err(HandleError::Transient(format!(
+            "delivery to be retried: {e}"
+        ))),
         None => Ok(()),
     }
 }
@@ -458,7 +524,11 @@ async fn schedule_escalation(
         .as_ref()
         .and_then(nisvakt_bus::clock::from_timestamp)
         .unwrap_or_else(|| ctx.rt.clock.now());
-    let base = if level == 0 { raised } else { ctx.rt.clock.now() };
+    let base = if level == 0 {
+        raised
+    } else {
+        ctx.rt.clock.now()
+    };
     let timer_id = escalation_timer_id(&alert.id, level);
     let cmd = pb::ScheduleTimer {
         timer: Some(pb::Timer {
@@ -513,12 +583,16 @@ async fn escalate(ctx: &Ctx, timer: &pb::Timer, trace: &TraceContext) -> Result<
     alert_escalated(ctx, &alert, trace).await
 }
 
-async fn alert_escalated(ctx: &Ctx, alert: &pb::Alert, trace: &TraceContext) -> Result<(), HandleError> {
+async fn alert_escalated(
+    ctx: &Ctx,
+    alert: &pb::Alert,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
     let level = alert.level;
     let mut escalated = alert.clone();
-    escalated.recipients = ctx
-        .routing
-        .recipients_for_units(reason_of(alert), std::iter::empty::<&str>(), level);
+    escalated.recipients =
+        ctx.routing
+            .recipients_for_units(reason_of(alert), std::iter::empty::<&str>(), level);
     ctx.rt.metrics.inc("nisvakt_alerts_escalated_total", &[]);
     ctx.rt
         .publisher

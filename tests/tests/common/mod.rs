@@ -62,7 +62,9 @@ impl System {
             "nisvakt-notifier",
             &common(vec![(
                 "NISVAKT_ROUTING",
-                root.join("deploy/routing.example.toml").display().to_string(),
+                root.join("deploy/routing.example.toml")
+                    .display()
+                    .to_string(),
             )]),
         )?;
         let client = nats.client().await?;
@@ -173,7 +175,7 @@ impl System {
 
     /// How many messages `stream` holds on `filter` right now.
     pub async fn count(&self, stream: &str, filter: &str) -> anyhow::Result<usize> {
-        let mut s = self.js.get_stream(stream).await?;
+        let s = self.js.get_stream(stream).await?;
         let info = s.info_with_subjects(filter).await?;
         let mut n = 0;
         let mut info = info;
