@@ -248,10 +248,21 @@ fn up() -> anyhow::Result<()> {
          Post a ticket (see README), watch alerts with: nats sub 'nis.v1.alert.>'\n\
          Ctrl-C stops everything.\n"
     );
-    // Ctrl-C reaches every child through the terminal's process group; the
-    // loop below notices a child that stops for any other reason.
+    // Ctrl-C or SIGTERM: stop every child gently (SIGTERM, then wait), in
+    // reverse order of start, so the services drain before the broker goes.
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stopping = stopping.clone();
+        ctrlc::set_handler(move || stopping.store(true, std::sync::atomic::Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
     loop {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(300));
+        if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("xtask: stopping services and nats-server");
+            stop(&mut procs);
+            return Ok(());
+        }
         for p in procs.iter_mut() {
             if let Ok(Some(status)) = p.child.try_wait() {
                 let name = p.name;

@@ -18,10 +18,7 @@ pub async fn connect(
     loop {
         let options = async_nats::ConnectOptions::new()
             .name(name)
-            .connection_timeout(Duration::from_secs(3))
-            .event_callback(|event| async move {
-                tracing::info!(%event, "nats connection event");
-            });
+            .connection_timeout(Duration::from_secs(3));
         match options.connect(url).await {
             Ok(client) => {
                 tracing::info!(%url, attempt, "connected to NATS");
