@@ -28,11 +28,12 @@ pub enum Error {
 }
 
 /// An incident's id: `inc_` plus something unique the caller chose (a ULID,
-/// say). The core never makes ids; the id is also a NATS subject token, so
-/// it may not contain dots, spaces or wildcards.
+/// say). The core never makes ids. The id is also a NATS subject token, so
+/// build it with [`IncidentId::parse`], which refuses dots, spaces and
+/// wildcards; the field is public only so that services can match on it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct IncidentId(String);
+pub struct IncidentId(pub String);
 
 impl IncidentId {
     /// Checks the shape and wraps it.
@@ -1124,5 +1125,137 @@ fn entry(at: DateTime<Utc>, kind: &str, text: String) -> TimelineEntry {
         at,
         kind: kind.to_string(),
         text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules;
+    use chrono::{Duration, TimeZone};
+
+    #[test]
+    fn incident_ids_must_be_inc_and_subject_safe() {
+        assert!(IncidentId::parse("inc_01JH7Z3K2M").is_ok());
+        for bad in ["", "inc_", "01JH", "inc_a.b", "inc_a b", "inc_>", "INC_x"] {
+            assert!(IncidentId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_projection_has_every_field_issue_3_lists_and_round_trips() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 10, 8, 0, 0).unwrap();
+        let mut inc = Incident::open(IncidentId::parse("inc_x").unwrap(), t0);
+        let ticket = Ticket {
+            source: "intraservice".into(),
+            ticket_id: "1".into(),
+            revision: 1,
+            subject: "Eventuell NIS-incident journalen".into(),
+            description: None,
+            reported_at: t0,
+            unit: Some("Enhet".into()),
+            reporter_ref: None,
+            system: Some("Journalsystemet".into()),
+            category: None,
+            disruption_started_at: t0,
+            disruption_ended_at: Some(t0 + Duration::hours(7)),
+            care_blocked: Some(true),
+            patient_harm: None,
+            status: TicketStatus::Open,
+            identifiers_masked: 0,
+        };
+        let fact = Fact::Ticket {
+            receipt_id: "r1".into(),
+            ticket,
+            accepted_at: t0 + Duration::hours(7),
+        };
+        let fact_json = serde_json::to_string(&fact).unwrap();
+        assert!(fact_json.contains("\"type\":\"ticket\""));
+        assert_eq!(serde_json::from_str::<Fact>(&fact_json).unwrap(), fact);
+        inc.apply(
+            &fact,
+            &rules::builtin(),
+            &Lexicon::default_sv(),
+            t0 + Duration::hours(7),
+        );
+
+        let v = serde_json::to_value(&inc).unwrap();
+        for key in [
+            "id",
+            "status",
+            "system",
+            "category",
+            "units",
+            "ticket_count",
+            "disruption_started_at",
+            "disruption_ended_at",
+            "flags",
+            "assessments",
+            "deadlines",
+            "timeline",
+            "revision",
+            "opened_at",
+            "updated_at",
+            "resolved_at",
+            "tickets",
+            "confirmed",
+            "applied",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["id"], "inc_x");
+        assert_eq!(v["status"], "open");
+        assert_eq!(v["category"], "record_system");
+        assert_eq!(v["disruption_started_at"], "2026-03-10T08:00:00Z");
+        for key in ["suspected_nis", "personal_identifiers", "needs_assessment"] {
+            assert!(v["flags"][key].is_boolean(), "flags.{key}");
+        }
+        let a = &v["assessments"][0];
+        for key in [
+            "rule_set",
+            "rule_set_version",
+            "reportable",
+            "identified_at",
+            "criteria",
+            "pending_thresholds",
+        ] {
+            assert!(a.get(key).is_some(), "assessments[0].{key}");
+        }
+        for key in ["id", "met", "met_at", "reason"] {
+            assert!(a["criteria"][0].get(key).is_some(), "criteria[0].{key}");
+        }
+        let d = &v["deadlines"][0];
+        for key in [
+            "id",
+            "rule_set",
+            "duty",
+            "stage",
+            "due_at",
+            "anchor",
+            "anchor_at",
+            "status",
+            "label_sv",
+            "label_en",
+            "met_at",
+            "warnings_at",
+            "overdue_every_secs",
+            "channel_sv",
+            "channel_en",
+            "instructions_sv",
+            "instructions_en",
+            "certainty",
+        ] {
+            assert!(d.get(key).is_some(), "deadlines[0].{key}");
+        }
+        assert_eq!(d["status"], "pending");
+        assert_eq!(d["duty"], "nis");
+        assert_eq!(d["stage"], "1");
+        assert_eq!(d["anchor"], "identified");
+        assert_eq!(d["overdue_every_secs"], 3600);
+        for key in ["at", "kind", "text"] {
+            assert!(v["timeline"][0].get(key).is_some(), "timeline[0].{key}");
+        }
+        let back: Incident = serde_json::from_value(v).unwrap();
+        assert_eq!(back, inc);
     }
 }
