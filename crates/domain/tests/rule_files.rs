@@ -310,6 +310,30 @@ fn each_kind_of_bad_file_names_the_file_the_key_and_the_problem() {
             "default",
             "true or false",
         ),
+        (
+            seed.replacen("id = \"seed-routine\"", "id = \"seed.routine\"", 1),
+            "id",
+            "may only use",
+        ),
+        (
+            seed.replacen("id = \"3\"", "id = \"skede 3\"", 1),
+            "duties[0].stages[2].id",
+            "may only use",
+        ),
+        (
+            seed.replacen("id = \"patient_harm\"", "id = \"patient-harm\"", 1),
+            "criteria[0].id",
+            "may only use",
+        ),
+        (
+            seed.replacen(
+                "warn_before = [\"50%\", \"1h\", \"15m\"]",
+                "warn_before = \"1h\"",
+                1,
+            ),
+            "duties[0].stages[0].warn_before",
+            "must be a list of strings",
+        ),
     ];
     for (i, (text, key, problem)) in cases.into_iter().enumerate() {
         assert_ne!(text, seed, "case {i} ({key}) did not change the file");
