@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 
+/// How far a threshold fact's instant may lie ahead of `now` and still be
+/// taken as reached (clock skew between the timer and the classifier).
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Why an incident id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -228,6 +232,20 @@ pub struct Confirmed<T> {
     pub command_id: String,
 }
 
+/// Who last assessed the incident and when; any assessment answers the
+/// reporter's "Eventuell NIS-incident".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorMark {
+    /// Who assessed.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The command.
+    pub command_id: String,
+    /// The reasoning, masked.
+    pub reasoning: Option<String>,
+}
+
 /// The facts operators have confirmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmations {
@@ -386,6 +404,8 @@ pub struct Incident {
     pub open_questions: Vec<Question>,
     /// Facts confirmed by operators.
     pub confirmed: Confirmations,
+    /// The latest operator assessment, even one that confirmed no fact.
+    pub last_assessment: Option<OperatorMark>,
     /// Reports submitted.
     pub reports: Vec<StageReport>,
     /// The operator's resolution.
@@ -458,6 +478,7 @@ impl Incident {
             flags: Flags::default(),
             open_questions: Vec::new(),
             confirmed: Confirmations::default(),
+            last_assessment: None,
             reports: Vec::new(),
             resolution: None,
             assessments: Vec::new(),
@@ -520,8 +541,11 @@ impl Incident {
                 at,
             } => {
                 // The timer's firing asserts that `at` has come, even if this
-                // host's clock lags a little behind the timer's.
-                eval_at = now.max(*at);
+                // host's clock lags a little behind the timer's; a claim far
+                // ahead of `now` is not trusted.
+                if *at > now && *at - now <= CLOCK_SKEW {
+                    eval_at = *at;
+                }
                 entries.push(entry(
                     *at,
                     "threshold",
@@ -544,11 +568,27 @@ impl Incident {
                 let c = &mut self.confirmed;
                 let mut said = Vec::new();
                 if let Some(v) = care_blocked {
-                    confirm(&mut c.care_blocked, *v, assessed_by, *at, command_id);
+                    confirm(
+                        &mut c.care_blocked,
+                        *v,
+                        assessed_by,
+                        *at,
+                        command_id,
+                        |a, b| a == b,
+                    );
                     said.push(format!("care_blocked = {v}"));
                 }
                 if let Some(v) = patient_harm {
-                    confirm(&mut c.patient_harm, *v, assessed_by, *at, command_id);
+                    // Risk and occurrence both trigger lex Maria: moving from
+                    // one to the other must not restart its clock.
+                    confirm(
+                        &mut c.patient_harm,
+                        *v,
+                        assessed_by,
+                        *at,
+                        command_id,
+                        |a, b| a == b || (a.is_harm() && b.is_harm()),
+                    );
                     said.push(format!("patient_harm = {}", v.as_str()));
                 }
                 if let Some(v) = personal_data_breach {
@@ -558,20 +598,38 @@ impl Incident {
                         assessed_by,
                         *at,
                         command_id,
+                        |a, b| a == b,
                     );
                     said.push(format!("personal_data_breach = {v}"));
                 }
                 if let Some(v) = security_protection {
-                    confirm(&mut c.security_protection, *v, assessed_by, *at, command_id);
+                    confirm(
+                        &mut c.security_protection,
+                        *v,
+                        assessed_by,
+                        *at,
+                        command_id,
+                        |a, b| a == b,
+                    );
                     said.push(format!("security_protection = {v}"));
                 }
                 if said.is_empty() {
                     said.push("no facts".to_string());
                 }
+                let reasoning = reasoning
+                    .as_deref()
+                    .filter(|r| !r.trim().is_empty())
+                    .map(|r| mask_identifiers(r).text);
                 let mut text = format!("{assessed_by} assessed: {}", said.join(", "));
-                if let Some(r) = reasoning.as_deref().filter(|r| !r.trim().is_empty()) {
-                    text.push_str(&format!(" — {}", mask_identifiers(r).text));
+                if let Some(r) = &reasoning {
+                    text.push_str(&format!(" — {r}"));
                 }
+                self.last_assessment = Some(OperatorMark {
+                    by: assessed_by.clone(),
+                    at: *at,
+                    command_id: command_id.clone(),
+                    reasoning,
+                });
                 entries.push(entry(*at, "operator_assessment", text));
             }
             Fact::StageReported {
@@ -848,8 +906,7 @@ impl Incident {
         self.deadlines = deadlines;
 
         let mut q = Vec::new();
-        let any_operator = self.confirmed != Confirmations::default();
-        if self.flags.suspected_nis && !any_operator {
+        if self.flags.suspected_nis && self.last_assessment.is_none() {
             q.push(Question::SuspectedNis);
         }
         let harm_answered = self
@@ -1100,15 +1157,18 @@ fn question_text(q: Question) -> &'static str {
     }
 }
 
-fn confirm<T: PartialEq + Copy>(
+/// Records a confirmation; `since` stays put while the value keeps the same
+/// meaning (`same`), so re-confirming never restarts a duty's clock.
+fn confirm<T: Copy>(
     slot: &mut Option<Confirmed<T>>,
     value: T,
     by: &str,
     at: DateTime<Utc>,
     command_id: &str,
+    same: impl Fn(&T, &T) -> bool,
 ) {
     let since = match slot {
-        Some(old) if old.value == value => old.since.min(at),
+        Some(old) if same(&old.value, &value) => old.since.min(at),
         _ => at,
     };
     *slot = Some(Confirmed {
