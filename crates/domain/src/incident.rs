@@ -528,24 +528,20 @@ impl Incident {
         let before = self.clone();
         let mut entries = Vec::new();
         let mut changes = Vec::new();
-        let mut eval_at = now;
-        match fact {
+        let eval_at = match fact {
             Fact::Ticket {
                 receipt_id,
                 ticket,
                 accepted_at,
-            } => self.fold_ticket(receipt_id, ticket, *accepted_at, lexicon, &mut entries),
+            } => {
+                self.fold_ticket(receipt_id, ticket, *accepted_at, lexicon, &mut entries);
+                now
+            }
             Fact::ThresholdReached {
                 rule_set,
                 criterion,
                 at,
             } => {
-                // The timer's firing asserts that `at` has come, even if this
-                // host's clock lags a little behind the timer's; a claim far
-                // ahead of `now` is not trusted.
-                if *at > now && *at - now <= CLOCK_SKEW {
-                    eval_at = *at;
-                }
                 entries.push(entry(
                     *at,
                     "threshold",
@@ -554,151 +550,31 @@ impl Incident {
                         local(*at)
                     ),
                 ));
+                // The timer's firing asserts that `at` has come, even if this
+                // host's clock lags a little behind the timer's; a claim far
+                // ahead of `now` is not trusted.
+                if *at > now && *at - now <= CLOCK_SKEW {
+                    *at
+                } else {
+                    now
+                }
             }
-            Fact::OperatorAssessment {
-                command_id,
-                assessed_by,
-                care_blocked,
-                patient_harm,
-                personal_data_breach,
-                security_protection,
-                reasoning,
-                at,
-            } => {
-                let c = &mut self.confirmed;
-                let mut said = Vec::new();
-                if let Some(v) = care_blocked {
-                    confirm(
-                        &mut c.care_blocked,
-                        *v,
-                        assessed_by,
-                        *at,
-                        command_id,
-                        |a, b| a == b,
-                    );
-                    said.push(format!("care_blocked = {v}"));
-                }
-                if let Some(v) = patient_harm {
-                    // Risk and occurrence both trigger lex Maria: moving from
-                    // one to the other must not restart its clock.
-                    confirm(
-                        &mut c.patient_harm,
-                        *v,
-                        assessed_by,
-                        *at,
-                        command_id,
-                        |a, b| a == b || (a.is_harm() && b.is_harm()),
-                    );
-                    said.push(format!("patient_harm = {}", v.as_str()));
-                }
-                if let Some(v) = personal_data_breach {
-                    confirm(
-                        &mut c.personal_data_breach,
-                        *v,
-                        assessed_by,
-                        *at,
-                        command_id,
-                        |a, b| a == b,
-                    );
-                    said.push(format!("personal_data_breach = {v}"));
-                }
-                if let Some(v) = security_protection {
-                    confirm(
-                        &mut c.security_protection,
-                        *v,
-                        assessed_by,
-                        *at,
-                        command_id,
-                        |a, b| a == b,
-                    );
-                    said.push(format!("security_protection = {v}"));
-                }
-                if said.is_empty() {
-                    said.push("no facts".to_string());
-                }
-                let reasoning = reasoning
-                    .as_deref()
-                    .filter(|r| !r.trim().is_empty())
-                    .map(|r| mask_identifiers(r).text);
-                let mut text = format!("{assessed_by} assessed: {}", said.join(", "));
-                if let Some(r) = &reasoning {
-                    text.push_str(&format!(" — {r}"));
-                }
-                self.last_assessment = Some(OperatorMark {
-                    by: assessed_by.clone(),
-                    at: *at,
-                    command_id: command_id.clone(),
-                    reasoning,
-                });
-                entries.push(entry(*at, "operator_assessment", text));
+            Fact::OperatorAssessment { .. } => {
+                self.fold_assessment(fact, &mut entries);
+                now
             }
-            Fact::StageReported {
-                command_id,
-                duty,
-                stage,
-                rule_set,
-                reported_at,
-                reported_by,
-                channel,
-            } => {
-                let known = rules.iter().any(|r| {
-                    rule_set.as_ref().is_none_or(|id| *id == r.id) && r.has_stage(duty, stage)
-                });
-                if !known {
-                    changes.push(format!(
-                        "no active rule set has duty {duty} stage {stage}; the report is recorded only"
-                    ));
-                }
-                self.reports.push(StageReport {
-                    command_id: command_id.clone(),
-                    duty: duty.clone(),
-                    stage: stage.clone(),
-                    rule_set: rule_set.clone(),
-                    reported_at: *reported_at,
-                    reported_by: reported_by.clone(),
-                    channel: *channel,
-                });
-                entries.push(entry(
-                    *reported_at,
-                    "stage_reported",
-                    format!(
-                        "{reported_by} reported {duty} stage {stage}{} at {} ({channel:?})",
-                        rule_set
-                            .as_ref()
-                            .map(|r| format!(" under {r}"))
-                            .unwrap_or_default(),
-                        local(*reported_at)
-                    ),
-                ));
+            Fact::StageReported { .. } => {
+                self.fold_report(fact, rules, &mut entries, &mut changes);
+                now
             }
-            Fact::Resolved {
-                command_id,
-                resolved_at,
-                resolved_by,
-                note,
-            } => {
+            Fact::Resolved { .. } => {
                 if self.resolution.is_some() {
                     return Outcome::unchanged();
                 }
-                let note = note.as_deref().map(|n| mask_identifiers(n).text);
-                entries.push(entry(
-                    *resolved_at,
-                    "resolved",
-                    format!(
-                        "{resolved_by} resolved the incident, disruption over at {}{}",
-                        local(*resolved_at),
-                        note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
-                    ),
-                ));
-                self.resolution = Some(Resolution {
-                    command_id: command_id.clone(),
-                    resolved_at: *resolved_at,
-                    resolved_by: resolved_by.clone(),
-                    note,
-                    recorded_at: now,
-                });
+                self.fold_resolution(fact, now, &mut entries);
+                now
             }
-        }
+        };
         self.refresh(rules, eval_at);
         let mut derived = self.describe_changes(&before, eval_at, &mut entries);
         changes.append(&mut derived.0);
@@ -843,6 +719,160 @@ impl Incident {
             Some(i) => self.tickets[i] = r,
             None => self.tickets.push(r),
         }
+    }
+
+    fn fold_assessment(&mut self, fact: &Fact, entries: &mut Vec<TimelineEntry>) {
+        let Fact::OperatorAssessment {
+            command_id,
+            assessed_by,
+            care_blocked,
+            patient_harm,
+            personal_data_breach,
+            security_protection,
+            reasoning,
+            at,
+        } = fact
+        else {
+            return;
+        };
+        let c = &mut self.confirmed;
+        let mut said = Vec::new();
+        let plain = |a: &bool, b: &bool| a == b;
+        if let Some(v) = care_blocked {
+            confirm(&mut c.care_blocked, *v, assessed_by, *at, command_id, plain);
+            said.push(format!("care_blocked = {v}"));
+        }
+        if let Some(v) = patient_harm {
+            // Risk and occurrence both trigger lex Maria: moving from one to
+            // the other must not restart its clock.
+            let same = |a: &PatientHarm, b: &PatientHarm| a == b || (a.is_harm() && b.is_harm());
+            confirm(&mut c.patient_harm, *v, assessed_by, *at, command_id, same);
+            said.push(format!("patient_harm = {}", v.as_str()));
+        }
+        if let Some(v) = personal_data_breach {
+            confirm(
+                &mut c.personal_data_breach,
+                *v,
+                assessed_by,
+                *at,
+                command_id,
+                plain,
+            );
+            said.push(format!("personal_data_breach = {v}"));
+        }
+        if let Some(v) = security_protection {
+            confirm(
+                &mut c.security_protection,
+                *v,
+                assessed_by,
+                *at,
+                command_id,
+                plain,
+            );
+            said.push(format!("security_protection = {v}"));
+        }
+        if said.is_empty() {
+            said.push("no facts".to_string());
+        }
+        let reasoning = reasoning
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| mask_identifiers(r).text);
+        let mut text = format!("{assessed_by} assessed: {}", said.join(", "));
+        if let Some(r) = &reasoning {
+            text.push_str(&format!(" — {r}"));
+        }
+        entries.push(entry(*at, "operator_assessment", text));
+        self.last_assessment = Some(OperatorMark {
+            by: assessed_by.clone(),
+            at: *at,
+            command_id: command_id.clone(),
+            reasoning,
+        });
+    }
+
+    fn fold_report(
+        &mut self,
+        fact: &Fact,
+        rules: &[RuleSet],
+        entries: &mut Vec<TimelineEntry>,
+        changes: &mut Vec<String>,
+    ) {
+        let Fact::StageReported {
+            command_id,
+            duty,
+            stage,
+            rule_set,
+            reported_at,
+            reported_by,
+            channel,
+        } = fact
+        else {
+            return;
+        };
+        let known = rules
+            .iter()
+            .any(|r| rule_set.as_ref().is_none_or(|id| *id == r.id) && r.has_stage(duty, stage));
+        if !known {
+            changes.push(format!(
+                "no active rule set has duty {duty} stage {stage}; the report is recorded only"
+            ));
+        }
+        self.reports.push(StageReport {
+            command_id: command_id.clone(),
+            duty: duty.clone(),
+            stage: stage.clone(),
+            rule_set: rule_set.clone(),
+            reported_at: *reported_at,
+            reported_by: reported_by.clone(),
+            channel: *channel,
+        });
+        let under = rule_set
+            .as_ref()
+            .map(|r| format!(" under {r}"))
+            .unwrap_or_default();
+        entries.push(entry(
+            *reported_at,
+            "stage_reported",
+            format!(
+                "{reported_by} reported {duty} stage {stage}{under} at {} ({channel:?})",
+                local(*reported_at)
+            ),
+        ));
+    }
+
+    fn fold_resolution(
+        &mut self,
+        fact: &Fact,
+        now: DateTime<Utc>,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let Fact::Resolved {
+            command_id,
+            resolved_at,
+            resolved_by,
+            note,
+        } = fact
+        else {
+            return;
+        };
+        let note = note.as_deref().map(|n| mask_identifiers(n).text);
+        let with_note = note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default();
+        entries.push(entry(
+            *resolved_at,
+            "resolved",
+            format!(
+                "{resolved_by} resolved the incident, disruption over at {}{with_note}",
+                local(*resolved_at)
+            ),
+        ));
+        self.resolution = Some(Resolution {
+            command_id: command_id.clone(),
+            resolved_at: *resolved_at,
+            resolved_by: resolved_by.clone(),
+            note,
+            recorded_at: now,
+        });
     }
 
     /// Recomputes everything derived from the facts: aggregates, flags,
