@@ -401,3 +401,16 @@ fn broken_toml_unreadable_files_empty_specs_and_duplicate_ids_are_errors() {
     assert_eq!(one.len(), 1);
     assert_eq!(rules::load_spec("builtin").unwrap().len(), 2);
 }
+
+#[test]
+fn the_lexicon_on_disk_is_the_embedded_default_and_bad_paths_are_named() {
+    let on_disk = nisvakt_domain::text::Lexicon::load(rules_dir().join("lexicon.toml")).unwrap();
+    assert_eq!(on_disk, nisvakt_domain::text::Lexicon::default_sv());
+    let err = nisvakt_domain::text::Lexicon::load("/nonexistent/lexicon.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/nonexistent/lexicon.toml: cannot read"),
+        "{err}"
+    );
+}
