@@ -955,6 +955,19 @@ fn scenarios() -> Vec<Scenario> {
             ],
         ),
         sc(
+            "Another ticket about a reportable ongoing outage updates the incident without re-assessing it",
+            vec![
+                T(tk("A").care(true)),
+                Clock(at(2, 30)),
+                T(tk("B").care(true).start(at(1, 0)).accepted(at(3, 0))),
+                Check(vec![
+                    Last(OutcomeKind::Updated),
+                    Tickets(2),
+                    Identified(SEED, Some(at(2, 0))),
+                ]),
+            ],
+        ),
+        sc(
             "A ticket naming no system gets its category from Swedish words",
             vec![
                 T(tk("1")
