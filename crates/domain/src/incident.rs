@@ -525,7 +525,19 @@ impl Incident {
         if self.already_applied(fact) {
             return Outcome::unchanged();
         }
+        if matches!(fact, Fact::Resolved { .. }) && self.resolution.is_some() {
+            // Already resolved by a person; a second resolution is not news.
+            return Outcome::unchanged();
+        }
+        // The snapshot leaves out what it need not copy: the history and the
+        // applied keys only grow at the end, and only a ticket fact changes
+        // the tickets (and then always changes them). So a storm of
+        // thousands of tickets does not copy thousands of tickets per fold.
+        let timeline = std::mem::take(&mut self.timeline);
+        let applied = std::mem::take(&mut self.applied);
+        let tickets = std::mem::take(&mut self.tickets);
         let before = self.clone();
+        self.tickets = tickets;
         let mut entries = Vec::new();
         let mut changes = Vec::new();
         let eval_at = match fact {
@@ -568,9 +580,6 @@ impl Incident {
                 now
             }
             Fact::Resolved { .. } => {
-                if self.resolution.is_some() {
-                    return Outcome::unchanged();
-                }
                 self.fold_resolution(fact, now, &mut entries);
                 now
             }
@@ -580,12 +589,17 @@ impl Incident {
         changes.append(&mut derived.0);
         let became_reportable = derived.1;
 
-        let mut unchanged = self.clone();
-        unchanged.timeline = before.timeline.clone();
-        if unchanged == before {
+        let tickets = std::mem::take(&mut self.tickets);
+        if !matches!(fact, Fact::Ticket { .. }) && *self == before {
             *self = before;
+            self.tickets = tickets;
+            self.timeline = timeline;
+            self.applied = applied;
             return Outcome::unchanged();
         }
+        self.tickets = tickets;
+        self.timeline = timeline;
+        self.applied = applied;
         if let Fact::Ticket { ticket, .. } = fact {
             changes.insert(
                 0,
@@ -601,7 +615,7 @@ impl Incident {
         self.revision = before.revision + 1;
         self.updated_at = now;
         let assessed = self.assessments != before.assessments || self.deadlines != before.deadlines;
-        let kind = if before.tickets.is_empty() && !self.tickets.is_empty() {
+        let kind = if before.ticket_count == 0 && !self.tickets.is_empty() {
             OutcomeKind::Opened
         } else if before.status == IncidentStatus::Open && self.status == IncidentStatus::Resolved {
             OutcomeKind::Resolved
@@ -880,8 +894,8 @@ impl Incident {
     fn refresh(&mut self, rules: &[RuleSet], now: DateTime<Utc>) {
         let tickets = &self.tickets;
         self.ticket_count = u32::try_from(tickets.len()).unwrap_or(u32::MAX);
-        let units: BTreeSet<String> = tickets.iter().filter_map(|t| t.unit.clone()).collect();
-        self.units = units.into_iter().collect();
+        let units: BTreeSet<&str> = tickets.iter().filter_map(|t| t.unit.as_deref()).collect();
+        self.units = units.into_iter().map(str::to_string).collect();
         self.system = tickets.iter().find_map(|t| t.system.clone());
         self.category = tickets
             .iter()
@@ -1073,7 +1087,7 @@ impl Incident {
                 entries.push(entry(now, "question", text));
             }
         }
-        if self.status != before.status && !before.tickets.is_empty() {
+        if self.status != before.status && before.ticket_count > 0 {
             changes.push(format!("status {:?} -> {:?}", before.status, self.status));
         }
         (changes, became)

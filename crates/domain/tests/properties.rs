@@ -371,3 +371,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_storm_of_two_thousand_tickets_folds_quickly_enough() {
+    let started = std::time::Instant::now();
+    let mut inc = Incident::open(IncidentId::parse("inc_storm").unwrap(), t0());
+    for k in 0..2000 {
+        let mut t = ticket(&format!("S{k}"), 1, (k % 90) as i64, None, Some(k % 3 == 0));
+        t.unit = Some(format!("Enhet {}", k % 40));
+        let accepted = t0() + Duration::minutes(90) + Duration::seconds(k as i64);
+        let out = inc.apply(
+            &Fact::Ticket {
+                receipt_id: format!("r{k}"),
+                ticket: t,
+                accepted_at: accepted,
+            },
+            &RULES,
+            &LEX,
+            accepted,
+        );
+        assert_ne!(out.kind, OutcomeKind::Unchanged);
+    }
+    assert_eq!(inc.ticket_count, 2000);
+    assert_eq!(inc.units.len(), 40);
+    assert_eq!(inc.revision, 2000);
+    // Generous even for an unoptimised build on a shared 2-core machine.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
