@@ -220,9 +220,11 @@ pub fn assess(incident: &Incident, rule_set: &RuleSet, now: DateTime<Utc>) -> As
                                     end - incident.disruption_started_at.unwrap_or(end)
                                 )
                             ),
+                            // No `now` in the text: a reason must not change
+                            // unless its facts do, or every fold would look
+                            // like a new assessment.
                             None => format!(
-                                "{start_text} and was still going on at {}: {need} reached at {}",
-                                t(now.max(at)),
+                                "{start_text} and is still going on: {need} reached at {}",
                                 t(at)
                             ),
                         },

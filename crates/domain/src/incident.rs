@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 
+/// How far a threshold fact's instant may lie ahead of `now` and still be
+/// taken as reached (clock skew between the timer and the classifier).
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Why an incident id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -28,11 +32,12 @@ pub enum Error {
 }
 
 /// An incident's id: `inc_` plus something unique the caller chose (a ULID,
-/// say). The core never makes ids; the id is also a NATS subject token, so
-/// it may not contain dots, spaces or wildcards.
+/// say). The core never makes ids. The id is also a NATS subject token, so
+/// build it with [`IncidentId::parse`], which refuses dots, spaces and
+/// wildcards; the field is public only so that services can match on it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct IncidentId(String);
+pub struct IncidentId(pub String);
 
 impl IncidentId {
     /// Checks the shape and wraps it.
@@ -227,6 +232,20 @@ pub struct Confirmed<T> {
     pub command_id: String,
 }
 
+/// Who last assessed the incident and when; any assessment answers the
+/// reporter's "Eventuell NIS-incident".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorMark {
+    /// Who assessed.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The command.
+    pub command_id: String,
+    /// The reasoning, masked.
+    pub reasoning: Option<String>,
+}
+
 /// The facts operators have confirmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmations {
@@ -385,6 +404,8 @@ pub struct Incident {
     pub open_questions: Vec<Question>,
     /// Facts confirmed by operators.
     pub confirmed: Confirmations,
+    /// The latest operator assessment, even one that confirmed no fact.
+    pub last_assessment: Option<OperatorMark>,
     /// Reports submitted.
     pub reports: Vec<StageReport>,
     /// The operator's resolution.
@@ -457,6 +478,7 @@ impl Incident {
             flags: Flags::default(),
             open_questions: Vec::new(),
             confirmed: Confirmations::default(),
+            last_assessment: None,
             reports: Vec::new(),
             resolution: None,
             assessments: Vec::new(),
@@ -503,24 +525,35 @@ impl Incident {
         if self.already_applied(fact) {
             return Outcome::unchanged();
         }
+        if matches!(fact, Fact::Resolved { .. }) && self.resolution.is_some() {
+            // Already resolved by a person; a second resolution is not news.
+            return Outcome::unchanged();
+        }
+        // The snapshot leaves out what it need not copy: the history and the
+        // applied keys only grow at the end, and only a ticket fact changes
+        // the tickets (and then always changes them). So a storm of
+        // thousands of tickets does not copy thousands of tickets per fold.
+        let timeline = std::mem::take(&mut self.timeline);
+        let applied = std::mem::take(&mut self.applied);
+        let tickets = std::mem::take(&mut self.tickets);
         let before = self.clone();
+        self.tickets = tickets;
         let mut entries = Vec::new();
         let mut changes = Vec::new();
-        let mut eval_at = now;
-        match fact {
+        let eval_at = match fact {
             Fact::Ticket {
                 receipt_id,
                 ticket,
                 accepted_at,
-            } => self.fold_ticket(receipt_id, ticket, *accepted_at, lexicon, &mut entries),
+            } => {
+                self.fold_ticket(receipt_id, ticket, *accepted_at, lexicon, &mut entries);
+                now
+            }
             Fact::ThresholdReached {
                 rule_set,
                 criterion,
                 at,
             } => {
-                // The timer's firing asserts that `at` has come, even if this
-                // host's clock lags a little behind the timer's.
-                eval_at = now.max(*at);
                 entries.push(entry(
                     *at,
                     "threshold",
@@ -529,128 +562,44 @@ impl Incident {
                         local(*at)
                     ),
                 ));
+                // The timer's firing asserts that `at` has come, even if this
+                // host's clock lags a little behind the timer's; a claim far
+                // ahead of `now` is not trusted.
+                if *at > now && *at - now <= CLOCK_SKEW {
+                    *at
+                } else {
+                    now
+                }
             }
-            Fact::OperatorAssessment {
-                command_id,
-                assessed_by,
-                care_blocked,
-                patient_harm,
-                personal_data_breach,
-                security_protection,
-                reasoning,
-                at,
-            } => {
-                let c = &mut self.confirmed;
-                let mut said = Vec::new();
-                if let Some(v) = care_blocked {
-                    confirm(&mut c.care_blocked, *v, assessed_by, *at, command_id);
-                    said.push(format!("care_blocked = {v}"));
-                }
-                if let Some(v) = patient_harm {
-                    confirm(&mut c.patient_harm, *v, assessed_by, *at, command_id);
-                    said.push(format!("patient_harm = {}", v.as_str()));
-                }
-                if let Some(v) = personal_data_breach {
-                    confirm(
-                        &mut c.personal_data_breach,
-                        *v,
-                        assessed_by,
-                        *at,
-                        command_id,
-                    );
-                    said.push(format!("personal_data_breach = {v}"));
-                }
-                if let Some(v) = security_protection {
-                    confirm(&mut c.security_protection, *v, assessed_by, *at, command_id);
-                    said.push(format!("security_protection = {v}"));
-                }
-                if said.is_empty() {
-                    said.push("no facts".to_string());
-                }
-                let mut text = format!("{assessed_by} assessed: {}", said.join(", "));
-                if let Some(r) = reasoning.as_deref().filter(|r| !r.trim().is_empty()) {
-                    text.push_str(&format!(" — {}", mask_identifiers(r).text));
-                }
-                entries.push(entry(*at, "operator_assessment", text));
+            Fact::OperatorAssessment { .. } => {
+                self.fold_assessment(fact, &mut entries);
+                now
             }
-            Fact::StageReported {
-                command_id,
-                duty,
-                stage,
-                rule_set,
-                reported_at,
-                reported_by,
-                channel,
-            } => {
-                let known = rules.iter().any(|r| {
-                    rule_set.as_ref().is_none_or(|id| *id == r.id) && r.has_stage(duty, stage)
-                });
-                if !known {
-                    changes.push(format!(
-                        "no active rule set has duty {duty} stage {stage}; the report is recorded only"
-                    ));
-                }
-                self.reports.push(StageReport {
-                    command_id: command_id.clone(),
-                    duty: duty.clone(),
-                    stage: stage.clone(),
-                    rule_set: rule_set.clone(),
-                    reported_at: *reported_at,
-                    reported_by: reported_by.clone(),
-                    channel: *channel,
-                });
-                entries.push(entry(
-                    *reported_at,
-                    "stage_reported",
-                    format!(
-                        "{reported_by} reported {duty} stage {stage}{} at {} ({channel:?})",
-                        rule_set
-                            .as_ref()
-                            .map(|r| format!(" under {r}"))
-                            .unwrap_or_default(),
-                        local(*reported_at)
-                    ),
-                ));
+            Fact::StageReported { .. } => {
+                self.fold_report(fact, rules, &mut entries, &mut changes);
+                now
             }
-            Fact::Resolved {
-                command_id,
-                resolved_at,
-                resolved_by,
-                note,
-            } => {
-                if self.resolution.is_some() {
-                    return Outcome::unchanged();
-                }
-                let note = note.as_deref().map(|n| mask_identifiers(n).text);
-                entries.push(entry(
-                    *resolved_at,
-                    "resolved",
-                    format!(
-                        "{resolved_by} resolved the incident, disruption over at {}{}",
-                        local(*resolved_at),
-                        note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default()
-                    ),
-                ));
-                self.resolution = Some(Resolution {
-                    command_id: command_id.clone(),
-                    resolved_at: *resolved_at,
-                    resolved_by: resolved_by.clone(),
-                    note,
-                    recorded_at: now,
-                });
+            Fact::Resolved { .. } => {
+                self.fold_resolution(fact, now, &mut entries);
+                now
             }
-        }
+        };
         self.refresh(rules, eval_at);
         let mut derived = self.describe_changes(&before, eval_at, &mut entries);
         changes.append(&mut derived.0);
         let became_reportable = derived.1;
 
-        let mut unchanged = self.clone();
-        unchanged.timeline = before.timeline.clone();
-        if unchanged == before {
+        let tickets = std::mem::take(&mut self.tickets);
+        if !matches!(fact, Fact::Ticket { .. }) && *self == before {
             *self = before;
+            self.tickets = tickets;
+            self.timeline = timeline;
+            self.applied = applied;
             return Outcome::unchanged();
         }
+        self.tickets = tickets;
+        self.timeline = timeline;
+        self.applied = applied;
         if let Fact::Ticket { ticket, .. } = fact {
             changes.insert(
                 0,
@@ -666,7 +615,7 @@ impl Incident {
         self.revision = before.revision + 1;
         self.updated_at = now;
         let assessed = self.assessments != before.assessments || self.deadlines != before.deadlines;
-        let kind = if before.tickets.is_empty() && !self.tickets.is_empty() {
+        let kind = if before.ticket_count == 0 && !self.tickets.is_empty() {
             OutcomeKind::Opened
         } else if before.status == IncidentStatus::Open && self.status == IncidentStatus::Resolved {
             OutcomeKind::Resolved
@@ -786,13 +735,167 @@ impl Incident {
         }
     }
 
+    fn fold_assessment(&mut self, fact: &Fact, entries: &mut Vec<TimelineEntry>) {
+        let Fact::OperatorAssessment {
+            command_id,
+            assessed_by,
+            care_blocked,
+            patient_harm,
+            personal_data_breach,
+            security_protection,
+            reasoning,
+            at,
+        } = fact
+        else {
+            return;
+        };
+        let c = &mut self.confirmed;
+        let mut said = Vec::new();
+        let plain = |a: &bool, b: &bool| a == b;
+        if let Some(v) = care_blocked {
+            confirm(&mut c.care_blocked, *v, assessed_by, *at, command_id, plain);
+            said.push(format!("care_blocked = {v}"));
+        }
+        if let Some(v) = patient_harm {
+            // Risk and occurrence both trigger lex Maria: moving from one to
+            // the other must not restart its clock.
+            let same = |a: &PatientHarm, b: &PatientHarm| a == b || (a.is_harm() && b.is_harm());
+            confirm(&mut c.patient_harm, *v, assessed_by, *at, command_id, same);
+            said.push(format!("patient_harm = {}", v.as_str()));
+        }
+        if let Some(v) = personal_data_breach {
+            confirm(
+                &mut c.personal_data_breach,
+                *v,
+                assessed_by,
+                *at,
+                command_id,
+                plain,
+            );
+            said.push(format!("personal_data_breach = {v}"));
+        }
+        if let Some(v) = security_protection {
+            confirm(
+                &mut c.security_protection,
+                *v,
+                assessed_by,
+                *at,
+                command_id,
+                plain,
+            );
+            said.push(format!("security_protection = {v}"));
+        }
+        if said.is_empty() {
+            said.push("no facts".to_string());
+        }
+        let reasoning = reasoning
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| mask_identifiers(r).text);
+        let mut text = format!("{assessed_by} assessed: {}", said.join(", "));
+        if let Some(r) = &reasoning {
+            text.push_str(&format!(" — {r}"));
+        }
+        entries.push(entry(*at, "operator_assessment", text));
+        self.last_assessment = Some(OperatorMark {
+            by: assessed_by.clone(),
+            at: *at,
+            command_id: command_id.clone(),
+            reasoning,
+        });
+    }
+
+    fn fold_report(
+        &mut self,
+        fact: &Fact,
+        rules: &[RuleSet],
+        entries: &mut Vec<TimelineEntry>,
+        changes: &mut Vec<String>,
+    ) {
+        let Fact::StageReported {
+            command_id,
+            duty,
+            stage,
+            rule_set,
+            reported_at,
+            reported_by,
+            channel,
+        } = fact
+        else {
+            return;
+        };
+        let known = rules
+            .iter()
+            .any(|r| rule_set.as_ref().is_none_or(|id| *id == r.id) && r.has_stage(duty, stage));
+        if !known {
+            changes.push(format!(
+                "no active rule set has duty {duty} stage {stage}; the report is recorded only"
+            ));
+        }
+        self.reports.push(StageReport {
+            command_id: command_id.clone(),
+            duty: duty.clone(),
+            stage: stage.clone(),
+            rule_set: rule_set.clone(),
+            reported_at: *reported_at,
+            reported_by: reported_by.clone(),
+            channel: *channel,
+        });
+        let under = rule_set
+            .as_ref()
+            .map(|r| format!(" under {r}"))
+            .unwrap_or_default();
+        entries.push(entry(
+            *reported_at,
+            "stage_reported",
+            format!(
+                "{reported_by} reported {duty} stage {stage}{under} at {} ({channel:?})",
+                local(*reported_at)
+            ),
+        ));
+    }
+
+    fn fold_resolution(
+        &mut self,
+        fact: &Fact,
+        now: DateTime<Utc>,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let Fact::Resolved {
+            command_id,
+            resolved_at,
+            resolved_by,
+            note,
+        } = fact
+        else {
+            return;
+        };
+        let note = note.as_deref().map(|n| mask_identifiers(n).text);
+        let with_note = note.as_ref().map(|n| format!(" — {n}")).unwrap_or_default();
+        entries.push(entry(
+            *resolved_at,
+            "resolved",
+            format!(
+                "{resolved_by} resolved the incident, disruption over at {}{with_note}",
+                local(*resolved_at)
+            ),
+        ));
+        self.resolution = Some(Resolution {
+            command_id: command_id.clone(),
+            resolved_at: *resolved_at,
+            resolved_by: resolved_by.clone(),
+            note,
+            recorded_at: now,
+        });
+    }
+
     /// Recomputes everything derived from the facts: aggregates, flags,
     /// assessments, deadlines and questions.
     fn refresh(&mut self, rules: &[RuleSet], now: DateTime<Utc>) {
         let tickets = &self.tickets;
         self.ticket_count = u32::try_from(tickets.len()).unwrap_or(u32::MAX);
-        let units: BTreeSet<String> = tickets.iter().filter_map(|t| t.unit.clone()).collect();
-        self.units = units.into_iter().collect();
+        let units: BTreeSet<&str> = tickets.iter().filter_map(|t| t.unit.as_deref()).collect();
+        self.units = units.into_iter().map(str::to_string).collect();
         self.system = tickets.iter().find_map(|t| t.system.clone());
         self.category = tickets
             .iter()
@@ -847,8 +950,7 @@ impl Incident {
         self.deadlines = deadlines;
 
         let mut q = Vec::new();
-        let any_operator = self.confirmed != Confirmations::default();
-        if self.flags.suspected_nis && !any_operator {
+        if self.flags.suspected_nis && self.last_assessment.is_none() {
             q.push(Question::SuspectedNis);
         }
         let harm_answered = self
@@ -985,7 +1087,7 @@ impl Incident {
                 entries.push(entry(now, "question", text));
             }
         }
-        if self.status != before.status && !before.tickets.is_empty() {
+        if self.status != before.status && before.ticket_count > 0 {
             changes.push(format!("status {:?} -> {:?}", before.status, self.status));
         }
         (changes, became)
@@ -1099,15 +1201,18 @@ fn question_text(q: Question) -> &'static str {
     }
 }
 
-fn confirm<T: PartialEq + Copy>(
+/// Records a confirmation; `since` stays put while the value keeps the same
+/// meaning (`same`), so re-confirming never restarts a duty's clock.
+fn confirm<T: Copy>(
     slot: &mut Option<Confirmed<T>>,
     value: T,
     by: &str,
     at: DateTime<Utc>,
     command_id: &str,
+    same: impl Fn(&T, &T) -> bool,
 ) {
     let since = match slot {
-        Some(old) if old.value == value => old.since.min(at),
+        Some(old) if same(&old.value, &value) => old.since.min(at),
         _ => at,
     };
     *slot = Some(Confirmed {
@@ -1124,5 +1229,137 @@ fn entry(at: DateTime<Utc>, kind: &str, text: String) -> TimelineEntry {
         at,
         kind: kind.to_string(),
         text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules;
+    use chrono::{Duration, TimeZone};
+
+    #[test]
+    fn incident_ids_must_be_inc_and_subject_safe() {
+        assert!(IncidentId::parse("inc_01JH7Z3K2M").is_ok());
+        for bad in ["", "inc_", "01JH", "inc_a.b", "inc_a b", "inc_>", "INC_x"] {
+            assert!(IncidentId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_projection_has_every_field_issue_3_lists_and_round_trips() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 10, 8, 0, 0).unwrap();
+        let mut inc = Incident::open(IncidentId::parse("inc_x").unwrap(), t0);
+        let ticket = Ticket {
+            source: "intraservice".into(),
+            ticket_id: "1".into(),
+            revision: 1,
+            subject: "Eventuell NIS-incident journalen".into(),
+            description: None,
+            reported_at: t0,
+            unit: Some("Enhet".into()),
+            reporter_ref: None,
+            system: Some("Journalsystemet".into()),
+            category: None,
+            disruption_started_at: t0,
+            disruption_ended_at: Some(t0 + Duration::hours(7)),
+            care_blocked: Some(true),
+            patient_harm: None,
+            status: TicketStatus::Open,
+            identifiers_masked: 0,
+        };
+        let fact = Fact::Ticket {
+            receipt_id: "r1".into(),
+            ticket,
+            accepted_at: t0 + Duration::hours(7),
+        };
+        let fact_json = serde_json::to_string(&fact).unwrap();
+        assert!(fact_json.contains("\"type\":\"ticket\""));
+        assert_eq!(serde_json::from_str::<Fact>(&fact_json).unwrap(), fact);
+        inc.apply(
+            &fact,
+            &rules::builtin(),
+            &Lexicon::default_sv(),
+            t0 + Duration::hours(7),
+        );
+
+        let v = serde_json::to_value(&inc).unwrap();
+        for key in [
+            "id",
+            "status",
+            "system",
+            "category",
+            "units",
+            "ticket_count",
+            "disruption_started_at",
+            "disruption_ended_at",
+            "flags",
+            "assessments",
+            "deadlines",
+            "timeline",
+            "revision",
+            "opened_at",
+            "updated_at",
+            "resolved_at",
+            "tickets",
+            "confirmed",
+            "applied",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["id"], "inc_x");
+        assert_eq!(v["status"], "open");
+        assert_eq!(v["category"], "record_system");
+        assert_eq!(v["disruption_started_at"], "2026-03-10T08:00:00Z");
+        for key in ["suspected_nis", "personal_identifiers", "needs_assessment"] {
+            assert!(v["flags"][key].is_boolean(), "flags.{key}");
+        }
+        let a = &v["assessments"][0];
+        for key in [
+            "rule_set",
+            "rule_set_version",
+            "reportable",
+            "identified_at",
+            "criteria",
+            "pending_thresholds",
+        ] {
+            assert!(a.get(key).is_some(), "assessments[0].{key}");
+        }
+        for key in ["id", "met", "met_at", "reason"] {
+            assert!(a["criteria"][0].get(key).is_some(), "criteria[0].{key}");
+        }
+        let d = &v["deadlines"][0];
+        for key in [
+            "id",
+            "rule_set",
+            "duty",
+            "stage",
+            "due_at",
+            "anchor",
+            "anchor_at",
+            "status",
+            "label_sv",
+            "label_en",
+            "met_at",
+            "warnings_at",
+            "overdue_every_secs",
+            "channel_sv",
+            "channel_en",
+            "instructions_sv",
+            "instructions_en",
+            "certainty",
+        ] {
+            assert!(d.get(key).is_some(), "deadlines[0].{key}");
+        }
+        assert_eq!(d["status"], "pending");
+        assert_eq!(d["duty"], "nis");
+        assert_eq!(d["stage"], "1");
+        assert_eq!(d["anchor"], "identified");
+        assert_eq!(d["overdue_every_secs"], 3600);
+        for key in ["at", "kind", "text"] {
+            assert!(v["timeline"][0].get(key).is_some(), "timeline[0].{key}");
+        }
+        let back: Incident = serde_json::from_value(v).unwrap();
+        assert_eq!(back, inc);
     }
 }

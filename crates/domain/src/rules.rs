@@ -478,14 +478,12 @@ pub fn parse(text: &str, file: &str) -> Result<RuleSet, Error> {
         "duties",
     ])?;
     let id = root.string("id", &mut marks)?;
+    // Ids end up in deadline ids, KV keys and NATS subjects: no dots.
     if !id
         .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
     {
-        return Err(root.invalid(
-            "id",
-            format!("{id:?} may only use a-z, 0-9, '-', '_' and '.'"),
-        ));
+        return Err(root.invalid("id", format!("{id:?} may only use a-z, 0-9, '-' and '_'")));
     }
     let version = root.string("version", &mut marks)?;
     let name_sv = root.string("name_sv", &mut marks)?;
@@ -545,6 +543,9 @@ pub fn parse(text: &str, file: &str) -> Result<RuleSet, Error> {
             "source",
         ])?;
         let cid = c.string("id", &mut marks)?;
+        if !is_slug(&cid) {
+            return Err(c.invalid("id", format!("{cid:?} may only use a-z, 0-9 and '_'")));
+        }
         if criteria.iter().any(|o| o.id == cid) {
             return Err(c.invalid("id", format!("{cid:?} is used by two criteria")));
         }
@@ -644,10 +645,7 @@ pub fn parse(text: &str, file: &str) -> Result<RuleSet, Error> {
             "stages",
         ])?;
         let did = d.string("id", &mut marks)?;
-        if !did
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if !is_slug(&did) {
             return Err(d.invalid("id", format!("{did:?} may only use a-z, 0-9 and '_'")));
         }
         if duties.iter().any(|o| o.id == did) {
@@ -695,6 +693,9 @@ pub fn parse(text: &str, file: &str) -> Result<RuleSet, Error> {
                 "source",
             ])?;
             let sid = s.string("id", &mut marks)?;
+            if !is_slug(&sid) {
+                return Err(s.invalid("id", format!("{sid:?} may only use a-z, 0-9 and '_'")));
+            }
             if stages.iter().any(|o| o.id == sid) {
                 return Err(s.invalid("id", format!("{sid:?} is used by two stages of this duty")));
             }
@@ -859,6 +860,13 @@ pub fn parse(text: &str, file: &str) -> Result<RuleSet, Error> {
         duties,
         file: file.to_string(),
     })
+}
+
+/// Ids of criteria, duties and stages: they appear in deadline ids, KV keys
+/// and NATS subjects.
+fn is_slug(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The weakest of `own` and every mark on a key under `path`.

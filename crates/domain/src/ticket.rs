@@ -218,6 +218,17 @@ impl Ticket {
             ticket_id: self.ticket_id.clone(),
         }
     }
+
+    /// `source/ticket_id@revision`: the idempotency key of this delivery
+    /// (e.g. the `Nats-Msg-Id`), the same before and after masking.
+    pub fn idempotency_key(&self) -> String {
+        idempotency_key(&self.source, &self.ticket_id, self.revision)
+    }
+}
+
+/// `source/ticket_id@revision`, the contract's idempotency key as one string.
+pub fn idempotency_key(source: &str, ticket_id: &str, revision: u64) -> String {
+    format!("{source}/{ticket_id}@{revision}")
 }
 
 /// The `reporter` object of the ticket JSON. Only the e-mail is used, and
@@ -332,6 +343,11 @@ pub struct ValidTicket {
 }
 
 impl ValidTicket {
+    /// The idempotency key, so intake can de-duplicate before masking.
+    pub fn idempotency_key(&self) -> String {
+        idempotency_key(&self.source, &self.ticket_id, self.revision)
+    }
+
     /// Masks subject, description, system and unit, counts the identifiers
     /// found, and replaces the reporter by a pseudonymous reference.
     pub fn into_masked(self) -> Ticket {
@@ -713,6 +729,7 @@ mod tests {
             Some(reporter_ref("anna.andersson@example.se"))
         );
         assert_eq!(t.reporter_ref.as_deref().map(str::len), Some(16));
+        assert_eq!(t.idempotency_key(), "intraservice/INC-1@3");
     }
 
     #[test]

@@ -310,6 +310,30 @@ fn each_kind_of_bad_file_names_the_file_the_key_and_the_problem() {
             "default",
             "true or false",
         ),
+        (
+            seed.replacen("id = \"seed-routine\"", "id = \"seed.routine\"", 1),
+            "id",
+            "may only use",
+        ),
+        (
+            seed.replacen("id = \"3\"", "id = \"skede 3\"", 1),
+            "duties[0].stages[2].id",
+            "may only use",
+        ),
+        (
+            seed.replacen("id = \"patient_harm\"", "id = \"patient-harm\"", 1),
+            "criteria[0].id",
+            "may only use",
+        ),
+        (
+            seed.replacen(
+                "warn_before = [\"50%\", \"1h\", \"15m\"]",
+                "warn_before = \"1h\"",
+                1,
+            ),
+            "duties[0].stages[0].warn_before",
+            "must be a list of strings",
+        ),
     ];
     for (i, (text, key, problem)) in cases.into_iter().enumerate() {
         assert_ne!(text, seed, "case {i} ({key}) did not change the file");
@@ -376,4 +400,17 @@ fn broken_toml_unreadable_files_empty_specs_and_duplicate_ids_are_errors() {
     let one = rules::load_spec(&format!(" {} ,", dup.join("a.toml").display())).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(rules::load_spec("builtin").unwrap().len(), 2);
+}
+
+#[test]
+fn the_lexicon_on_disk_is_the_embedded_default_and_bad_paths_are_named() {
+    let on_disk = nisvakt_domain::text::Lexicon::load(rules_dir().join("lexicon.toml")).unwrap();
+    assert_eq!(on_disk, nisvakt_domain::text::Lexicon::default_sv());
+    let err = nisvakt_domain::text::Lexicon::load("/nonexistent/lexicon.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/nonexistent/lexicon.toml: cannot read"),
+        "{err}"
+    );
 }

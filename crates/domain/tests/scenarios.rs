@@ -923,6 +923,51 @@ fn scenarios() -> Vec<Scenario> {
             ],
         ),
         sc(
+            "Moving a confirmed harm from risk to occurred does not restart the lex Maria clock",
+            vec![
+                T(tk("1").end(at(0, 30)).accepted(at(0, 40))),
+                Op(op("c1", at(1, 0)).harm(PatientHarm::Risk)),
+                Op(op("c2", at(6, 0)).harm(PatientHarm::Occurred)),
+                Check(vec![
+                    Due(SEED, "lex_maria", "1", at(25, 0)),
+                    Identified(SEED, Some(at(1, 0))),
+                ]),
+            ],
+        ),
+        sc(
+            "An operator assessment confirming no fact still answers the suspected-NIS question",
+            vec![
+                T(tk("1").subject("Eventuell NIS-incident")),
+                Op(op("c1", at(0, 10))),
+                Check(vec![
+                    Question(Question::SuspectedNis, false),
+                    Revision(2),
+                    Last(OutcomeKind::Updated),
+                ]),
+            ],
+        ),
+        sc(
+            "A threshold fact claiming an instant far ahead of the clock is not trusted",
+            vec![
+                T(tk("1").care(true)),
+                Threshold(SEED, "care_interrupted_2h", at(2, 0), at(1, 0)),
+                Check(vec![Last(OutcomeKind::Unchanged), Reportable(SEED, false)]),
+            ],
+        ),
+        sc(
+            "Another ticket about a reportable ongoing outage updates the incident without re-assessing it",
+            vec![
+                T(tk("A").care(true)),
+                Clock(at(2, 30)),
+                T(tk("B").care(true).start(at(1, 0)).accepted(at(3, 0))),
+                Check(vec![
+                    Last(OutcomeKind::Updated),
+                    Tickets(2),
+                    Identified(SEED, Some(at(2, 0))),
+                ]),
+            ],
+        ),
+        sc(
             "A ticket naming no system gets its category from Swedish words",
             vec![
                 T(tk("1")
