@@ -263,3 +263,79 @@ async fn an_undecodable_message_is_dead_lettered_and_the_service_keeps_going() -
     assert_eq!(opened.len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn every_service_reports_health_readiness_and_metrics_and_stops_cleanly_on_sigterm()
+-> anyhow::Result<()> {
+    let mut sys = System::start().await?;
+    let (s, _) = sys
+        .post_ticket(&ticket("T-500", "Journalsystemet", 7), None)
+        .await?;
+    assert_eq!(s, 202);
+    sys.collect(
+        "NIS_ALERTS",
+        "nis.v1.alert.*.raised",
+        1,
+        Duration::from_secs(30),
+    )
+    .await?;
+    for addr in sys.admin.clone() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = sys
+                .http_client
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await;
+            if r.as_ref().is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{addr} not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let health = sys
+            .http_client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await?;
+        assert_eq!(health.status(), 200);
+        let metrics = sys
+            .http_client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        assert!(metrics.contains("nisvakt_up{service="), "{addr}: {metrics}");
+    }
+    // The classifier handled the ticket, so its counter says so.
+    let classifier_metrics = sys
+        .http_client
+        .get(format!("http://{}/metrics", sys.admin[1]))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        classifier_metrics
+            .contains("nisvakt_messages_handled_total{consumer=\"classifier-tickets\"}"),
+        "{classifier_metrics}"
+    );
+
+    // Without the broker, nothing is ready (but everything is alive).
+    sys.nats.kill();
+    let r = sys
+        .http_client
+        .get(format!("http://{}/readyz", sys.admin[0]))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 503);
+    sys.nats.restart().await?;
+
+    // SIGTERM: each service drains and exits 0.
+    assert!(sys.notifier.terminate()?, "notifier exit status");
+    assert!(sys.timer.terminate()?, "deadline-timer exit status");
+    assert!(sys.classifier.terminate()?, "classifier exit status");
+    assert!(sys.intake.terminate()?, "intake exit status");
+    Ok(())
+}

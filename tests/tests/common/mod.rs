@@ -21,6 +21,8 @@ pub struct System {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub http_client: reqwest::Client,
+    /// Admin addresses: intake, classifier, deadline-timer, notifier.
+    pub admin: Vec<String>,
 }
 
 pub fn install_crypto() {
@@ -34,11 +36,16 @@ impl System {
         let root = workspace_root();
         let url = nats.url();
         let http_port = free_port();
-        let admin = |p: u16| format!("127.0.0.1:{p}");
+        let admin: Vec<String> = (0..4)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let next_admin = std::cell::Cell::new(0usize);
         let common = |extra: Vec<(&'static str, String)>| {
+            let i = next_admin.get();
+            next_admin.set(i + 1);
             let mut env = vec![
                 ("NATS_URL", url.clone()),
-                ("NISVAKT_ADMIN_ADDR", admin(free_port())),
+                ("NISVAKT_ADMIN_ADDR", admin[i].clone()),
             ];
             env.extend(extra);
             env
@@ -83,6 +90,7 @@ impl System {
             client,
             js,
             http_client,
+            admin,
         };
         sys.wait_ready().await?;
         Ok(sys)
