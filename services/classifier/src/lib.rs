@@ -21,9 +21,10 @@ pub struct Config {
     pub common: CommonArgs,
 
     /// Active rule sets: a comma-separated list of TOML files or folders
-    /// (a folder means every rule-set file in it). Each gives its own
+    /// (a folder means every rule-set file in it); `builtin` means the two
+    /// shipped files (rules/ as built into the binary). Each gives its own
     /// assessment and duties.
-    #[arg(long, env = "NISVAKT_RULES", default_value = "rules")]
+    #[arg(long, env = "NISVAKT_RULES", default_value = "builtin")]
     pub rules: String,
 
     /// The Swedish word lists (category inference, harm signals); the
