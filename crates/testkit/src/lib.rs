@@ -4,6 +4,7 @@
 //!
 //! Nothing here is a mock; what cannot run here is said so where it is used.
 
+pub mod baseline;
 pub mod nats;
 pub mod procs;
 pub mod smtp;

@@ -1,11 +1,17 @@
 //! The pure core of the deadline-timer: which timers an incident snapshot
-//! asks for, which moments (slots) each timer fires at, and how late a
-//! firing was. No I/O and no clock: `now` is always a parameter.
+//! asks for, which moments (slots) each timer fires at, how late a firing
+//! was, what the reconciler must repair and which slots the watchdog must
+//! fire. No I/O and no clock: `now` is always a parameter, and the shell
+//! performs the returned actions.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use nisvakt_bus::clock::{from_timestamp, to_timestamp};
-use nisvakt_bus::subjects::token;
+use nisvakt_bus::subjects::{timer_schedule, token};
 use nisvakt_proto::v1::{DeadlineStatus, FiringKind, Incident, IncidentStatus, Timer, TimerKind};
+
+use crate::record::{TimerRecord, TimerState, claim_key};
 
 /// One moment at which a timer fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +183,199 @@ pub fn overdue_slot(t: &Timer, n: u32) -> Option<Slot> {
     })
 }
 
+/// The slots to schedule for a new generation of `t`: [`slots`] without
+/// the moments that already fired, so a re-plan never fires a moment twice.
+pub fn slots_to_schedule(t: &Timer, now: DateTime<Utc>, claimed: &BTreeSet<String>) -> Vec<Slot> {
+    slots(t, now)
+        .into_iter()
+        .filter(|s| !claimed.contains(&claim_key(s.kind, s.sequence, s.at)))
+        .collect()
+}
+
+/// The name of a slot's schedule within its generation, as used in the
+/// schedule and fire subjects: `g<generation>-<slot>`.
+pub fn slot_id(generation: u64, slot_name: &str) -> String {
+    format!("g{generation}-{slot_name}")
+}
+
+/// One incident as the reconciler sees it: its projection and the
+/// snapshot revision the timer service last applied for it.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// The incident as stored in the `nis_incidents` bucket.
+    pub incident: Incident,
+    /// The revision recorded in `i.<incident>` (`None`: never applied).
+    pub applied_revision: Option<u64>,
+}
+
+/// A repair the reconciler asks the shell to perform.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Repair {
+    /// Plan the timer (new, changed, or wrongly ended): a new generation.
+    Schedule(Timer),
+    /// End a pending timer the incident no longer asks for.
+    Finish {
+        /// The timer.
+        timer_id: String,
+        /// `Met` when the projection says its deadline was met, else `Cancelled`.
+        state: TimerState,
+        /// Why, for the `cancelled` event.
+        reason: String,
+        /// When the duty was met (for `Met`).
+        met_at: Option<DateTime<Utc>>,
+    },
+    /// A future slot's schedule message is missing from the stream: put it
+    /// back (only if the record is still at `generation` and unclaimed).
+    Republish {
+        /// The timer as recorded, with its generation.
+        timer: Timer,
+        /// The slot to schedule again.
+        slot: Slot,
+    },
+}
+
+/// Compares the open duties and thresholds of every incident with the
+/// timer records and the schedule subjects present in the stream, and says
+/// what to repair.
+///
+/// - An incident whose projection is older than the snapshot already
+///   applied is skipped (the service knows better).
+/// - A wanted timer without a record, or with another plan, is scheduled;
+///   one that was ended is scheduled again only when the projection is
+///   newer than what the service applied (never fight a fresh snapshot).
+/// - A pending deadline or threshold timer of a projected incident that the
+///   incident no longer asks for is finished. Timers of incidents with no
+///   projection, and escalations, are left alone: absence proves nothing.
+/// - A pending slot still ahead of `now` whose schedule subject is missing
+///   is republished. Slots already past belong to the watchdog.
+///
+/// `schedules_present` must be listed *before* `now` was taken, so a slot
+/// ahead of `now` cannot have fired between the two.
+pub fn reconcile(
+    projections: &[Projection],
+    records: &BTreeMap<String, TimerRecord>,
+    schedules_present: &BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> Vec<Repair> {
+    let mut out = Vec::new();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    for p in projections {
+        let applied = p.applied_revision.unwrap_or(0);
+        if p.applied_revision.is_some() && p.incident.revision < applied {
+            continue;
+        }
+        let newer = p.applied_revision.is_none() || p.incident.revision > applied;
+        let wanted = timers_for(&p.incident);
+        let wanted_ids: BTreeSet<&str> = wanted.iter().map(|t| t.id.as_str()).collect();
+        for t in &wanted {
+            let redo = match records.get(&t.id) {
+                None => true,
+                Some(r) if r.state == TimerState::Pending => r.fingerprint != fingerprint(t),
+                Some(_) => newer,
+            };
+            if redo {
+                touched.insert(t.id.clone());
+                out.push(Repair::Schedule(t.clone()));
+            }
+        }
+        for (id, r) in records {
+            if r.state != TimerState::Pending
+                || r.incident_id != p.incident.id
+                || wanted_ids.contains(id.as_str())
+            {
+                continue;
+            }
+            let Some(timer) = r.timer() else { continue };
+            if !matches!(timer.kind(), TimerKind::Deadline | TimerKind::Threshold) {
+                continue;
+            }
+            let met = p
+                .incident
+                .deadlines
+                .iter()
+                .find(|d| deadline_timer_id(&d.id) == *id && d.status() == DeadlineStatus::Met);
+            touched.insert(id.clone());
+            out.push(match met {
+                Some(d) => Repair::Finish {
+                    timer_id: id.clone(),
+                    state: TimerState::Met,
+                    reason: "met".into(),
+                    met_at: d.met_at.as_ref().and_then(from_timestamp),
+                },
+                None => Repair::Finish {
+                    timer_id: id.clone(),
+                    state: TimerState::Cancelled,
+                    reason: "no_longer_planned".into(),
+                    met_at: None,
+                },
+            });
+        }
+    }
+    for (id, r) in records {
+        if r.state != TimerState::Pending || touched.contains(id) {
+            continue;
+        }
+        let Some(timer) = r.timer() else { continue };
+        for s in r.unclaimed() {
+            let subject = timer_schedule(id, &slot_id(r.generation, &s.name));
+            if s.at > now && !schedules_present.contains(&subject) {
+                out.push(Repair::Republish {
+                    timer: timer.clone(),
+                    slot: s.slot(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A slot whose moment passed more than the tolerance ago without being
+/// claimed: the watchdog's candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missed {
+    /// The timer as recorded, with its generation.
+    pub timer: Timer,
+    /// The slot that should have fired.
+    pub slot: Slot,
+    /// How long ago its moment was.
+    pub overdue_by: Duration,
+}
+
+/// Every pending, unclaimed slot whose moment is more than `tolerance`
+/// before `now`. The shell then asks [`should_repair`] per candidate.
+pub fn missed_slots(
+    records: &BTreeMap<String, TimerRecord>,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Vec<Missed> {
+    let mut out = Vec::new();
+    for r in records.values() {
+        if r.state != TimerState::Pending {
+            continue;
+        }
+        let Some(timer) = r.timer() else { continue };
+        for s in r.unclaimed() {
+            if s.at + tolerance < now {
+                out.push(Missed {
+                    timer: timer.clone(),
+                    slot: s.slot(),
+                    overdue_by: now - s.at,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether the watchdog fires a missed slot itself: always when the broker
+/// never produced its firing (the schedule was lost), and also when the
+/// firing is in the stream but still unhandled after `stuck_after` (the
+/// service fell behind or dropped it). A firing merely waiting in the
+/// stream, e.g. right after a restart, is left to the consumer.
+pub fn should_repair(m: &Missed, fire_present: bool, stuck_after: Duration) -> bool {
+    !fire_present || m.overdue_by > stuck_after
+}
+
 /// Milliseconds between the intended and the actual moment (never negative).
 pub fn lateness_ms(intended: DateTime<Utc>, fired: DateTime<Utc>) -> i64 {
     (fired - intended).num_milliseconds().max(0)
@@ -280,5 +479,233 @@ mod tests {
     fn lateness_is_never_negative() {
         assert_eq!(lateness_ms(at(12, 0), at(11, 59)), 0);
         assert_eq!(lateness_ms(at(12, 0), at(12, 1)), 60_000);
+    }
+
+    fn record_for(t: &Timer, now: DateTime<Utc>) -> TimerRecord {
+        let mut t = t.clone();
+        t.generation = 1;
+        TimerRecord {
+            generation: 1,
+            fingerprint: fingerprint(&t),
+            state: TimerState::Pending,
+            reason: None,
+            claimed: Default::default(),
+            watchdog: Default::default(),
+            slots: slots(&t, now)
+                .iter()
+                .map(crate::record::SlotRecord::from)
+                .collect(),
+            incident_id: t.incident_id.clone(),
+            timer: TimerRecord::encode_timer(&t),
+        }
+    }
+
+    fn incident(revision: u64, deadlines: Vec<Deadline>) -> Incident {
+        Incident {
+            id: "inc_1".into(),
+            revision,
+            status: IncidentStatus::Open as i32,
+            deadlines,
+            ..Default::default()
+        }
+    }
+
+    fn deadline(n: u32, due: DateTime<Utc>, status: DeadlineStatus) -> Deadline {
+        Deadline {
+            id: format!("inc_1.seed-routine.nis.{n}"),
+            status: status as i32,
+            due_at: Some(ts(due)),
+            ..Default::default()
+        }
+    }
+
+    fn present_for(records: &BTreeMap<String, TimerRecord>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (id, r) in records {
+            for s in &r.slots {
+                out.insert(timer_schedule(id, &slot_id(r.generation, &s.name)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_reconciler_schedules_what_is_missing_and_cancels_what_is_gone() {
+        let now = at(6, 0);
+        let kept = incident(3, vec![deadline(1, at(12, 0), DeadlineStatus::Pending)]);
+        let gone_timer = timers_for(&incident(
+            2,
+            vec![deadline(2, at(18, 0), DeadlineStatus::Pending)],
+        ))
+        .remove(0);
+        let mut records = BTreeMap::new();
+        records.insert(gone_timer.id.clone(), record_for(&gone_timer, now));
+        let present = present_for(&records);
+        let p = [Projection {
+            incident: kept.clone(),
+            applied_revision: Some(2),
+        }];
+        let repairs = reconcile(&p, &records, &present, now);
+        assert_eq!(repairs.len(), 2, "{repairs:?}");
+        assert!(
+            matches!(&repairs[0], Repair::Schedule(t) if t.id == "dl-inc_1_seed-routine_nis_1")
+        );
+        assert!(
+            matches!(&repairs[1], Repair::Finish { timer_id, state: TimerState::Cancelled, .. }
+            if *timer_id == gone_timer.id)
+        );
+    }
+
+    #[test]
+    fn the_reconciler_leaves_a_consistent_state_alone() {
+        let now = at(6, 0);
+        let inc = incident(3, vec![deadline(1, at(12, 0), DeadlineStatus::Pending)]);
+        let t = timers_for(&inc).remove(0);
+        let mut records = BTreeMap::new();
+        records.insert(t.id.clone(), record_for(&t, now));
+        let present = present_for(&records);
+        let p = [Projection {
+            incident: inc,
+            applied_revision: Some(3),
+        }];
+        assert_eq!(reconcile(&p, &records, &present, now), []);
+    }
+
+    #[test]
+    fn a_met_deadline_is_finished_as_met_and_an_older_projection_is_ignored() {
+        let now = at(6, 0);
+        let pending = incident(3, vec![deadline(1, at(12, 0), DeadlineStatus::Pending)]);
+        let t = timers_for(&pending).remove(0);
+        let mut records = BTreeMap::new();
+        records.insert(t.id.clone(), record_for(&t, now));
+        let present = present_for(&records);
+        let mut met = deadline(1, at(12, 0), DeadlineStatus::Met);
+        met.met_at = Some(ts(at(5, 0)));
+        let newer = [Projection {
+            incident: incident(4, vec![met.clone()]),
+            applied_revision: Some(3),
+        }];
+        let r = reconcile(&newer, &records, &present, now);
+        assert!(
+            matches!(&r[..], [Repair::Finish { state: TimerState::Met, met_at: Some(m), .. }] if *m == at(5, 0)),
+            "{r:?}"
+        );
+        let older = [Projection {
+            incident: incident(2, vec![met]),
+            applied_revision: Some(3),
+        }];
+        assert_eq!(reconcile(&older, &records, &present, now), []);
+    }
+
+    #[test]
+    fn an_ended_timer_is_revived_only_by_a_newer_projection() {
+        let now = at(6, 0);
+        let inc = incident(3, vec![deadline(1, at(12, 0), DeadlineStatus::Pending)]);
+        let t = timers_for(&inc).remove(0);
+        let mut r = record_for(&t, now);
+        r.state = TimerState::Cancelled;
+        let records = BTreeMap::from([(t.id.clone(), r)]);
+        let same = [Projection {
+            incident: inc.clone(),
+            applied_revision: Some(3),
+        }];
+        assert_eq!(reconcile(&same, &records, &BTreeSet::new(), now), []);
+        let newer = [Projection {
+            incident: incident(4, inc.deadlines.clone()),
+            applied_revision: Some(3),
+        }];
+        assert!(matches!(
+            &reconcile(&newer, &records, &BTreeSet::new(), now)[..],
+            [Repair::Schedule(_)]
+        ));
+    }
+
+    #[test]
+    fn timers_of_incidents_without_projection_are_not_cancelled_but_their_schedules_are_repaired() {
+        let now = at(6, 0);
+        let inc = incident(3, vec![deadline(1, at(12, 0), DeadlineStatus::Pending)]);
+        let t = timers_for(&inc).remove(0);
+        let records = BTreeMap::from([(t.id.clone(), record_for(&t, now))]);
+        // The due schedule is missing from the stream; nothing is projected.
+        let r = reconcile(&[], &records, &BTreeSet::new(), now);
+        assert!(
+            matches!(&r[..], [Repair::Republish { slot, .. }] if slot.name == "due"),
+            "{r:?}"
+        );
+        // Once its moment passed it is the watchdog's, not the reconciler's.
+        assert_eq!(reconcile(&[], &records, &BTreeSet::new(), at(12, 0)), []);
+    }
+
+    #[test]
+    fn a_replan_never_schedules_a_moment_that_already_fired() {
+        let t = deadline_timer(at(12, 0), &[at(9, 0)], 0);
+        let claimed = BTreeSet::from([claim_key(FiringKind::Warning, 0, at(9, 0))]);
+        let names: Vec<String> = slots_to_schedule(&t, at(6, 0), &claimed)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["due"]);
+    }
+
+    #[test]
+    fn the_watchdog_selects_unclaimed_moments_past_the_tolerance_only() {
+        let t = deadline_timer(at(12, 0), &[at(9, 0)], 0);
+        let mut r = record_for(&t, at(6, 0));
+        r.claimed
+            .insert(claim_key(FiringKind::Warning, 0, at(9, 0)));
+        let records = BTreeMap::from([("t".to_string(), r.clone())]);
+        let tol = Duration::seconds(30);
+        // 20 s after due: within tolerance.
+        assert_eq!(
+            missed_slots(&records, at(12, 0) + Duration::seconds(20), tol),
+            []
+        );
+        let m = missed_slots(&records, at(12, 1), tol);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].slot.name, "due");
+        assert_eq!(m[0].overdue_by, Duration::seconds(60));
+        // A cancelled timer never raises the watchdog.
+        r.state = TimerState::Cancelled;
+        let records = BTreeMap::from([("t".to_string(), r)]);
+        assert_eq!(missed_slots(&records, at(13, 0), tol), []);
+    }
+
+    #[test]
+    fn a_firing_waiting_in_the_stream_is_left_to_the_consumer_until_it_is_stuck() {
+        let m = Missed {
+            timer: Timer::default(),
+            slot: Slot {
+                name: "due".into(),
+                kind: FiringKind::Due,
+                sequence: 0,
+                at: at(12, 0),
+            },
+            overdue_by: Duration::minutes(2),
+        };
+        let stuck = Duration::minutes(5);
+        assert!(should_repair(&m, false, stuck));
+        assert!(!should_repair(&m, true, stuck));
+        assert!(should_repair(
+            &Missed {
+                overdue_by: Duration::minutes(6),
+                ..m
+            },
+            true,
+            stuck
+        ));
+    }
+
+    #[test]
+    fn the_autumn_dst_change_does_not_move_a_deadline() {
+        // 2026-10-25 01:00 UTC Stockholm falls back from 03:00 CEST to 02:00 CET.
+        let start = Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap();
+        let t = deadline_timer(start + Duration::hours(6), &[], 0);
+        let due = slots(&t, start)[0].at;
+        assert_eq!(due - start, Duration::hours(6));
+        assert_eq!(
+            nisvakt_domain::time::local(start),
+            "2026-10-25 02:30 (CEST)"
+        );
+        assert_eq!(nisvakt_domain::time::local(due), "2026-10-25 07:30 (CET)");
     }
 }

@@ -1,15 +1,15 @@
 //! The deadline-timer's shell: three consumers (incident snapshots, timer
-//! commands, the broker's firings) around the pure planning in `plan`.
+//! commands, the broker's firings) and the sweep (`sweep`: reconciler and
+//! watchdog) around the pure planning in `plan`. It decodes, asks the core,
+//! performs the effects and acks; it decides nothing itself.
 //!
-//! Records in the `nis_timers` bucket:
-//! - `i.<incident>`: the last snapshot revision applied and the timers it
-//!   planned, so a removed timer is cancelled and a stale snapshot ignored;
-//! - `t.<timer>`: the timer, its generation, its state and every slot
-//!   claimed. A firing claims its slot with a revision check before it
-//!   publishes, and a cancel writes its state the same way, so a cancel
-//!   racing a firing leaves one consistent record: claimed slots fired.
+//! Records in the `nis_timers` bucket are described in `record`. A firing
+//! (from the broker or the watchdog) claims its moment with a revision
+//! check before it publishes, and a cancel writes its state the same way,
+//! so a cancel racing a firing leaves one consistent record: a claimed
+//! moment fired, an unclaimed one never will.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
@@ -24,67 +24,26 @@ use nisvakt_proto::v1::{
     CancelTimer, DeadlineCancelled, DeadlineDue, DeadlineMet, DeadlineOverdue, DeadlineScheduled,
     DeadlineStatus, DeadlineWarning, EscalationDue, Firing, FiringKind, Incident, IncidentAssessed,
     IncidentOpened, IncidentResolved, IncidentUpdated, ScheduleTimer, ThresholdReached, Timer,
+    TimerOverdueWatchdog,
 };
 use prost::Message as _;
-use serde::{Deserialize, Serialize};
 
 use crate::Config;
 use crate::plan::{self, Slot};
+use crate::record::{IncidentRecord, SlotRecord, TimerRecord, TimerState, claim_key};
 
-/// Where a timer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerState {
-    /// Its slots are scheduled.
-    Pending,
-    /// The duty was met: no more firings.
-    Met,
-    /// It no longer applies.
-    Cancelled,
-}
-
-/// `t.<timer>` in the `nis_timers` bucket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TimerRecord {
-    /// Incremented whenever the plan of the timer changes.
-    pub generation: u64,
-    /// The plan's fingerprint at this generation.
-    pub fingerprint: String,
-    /// Pending, met or cancelled.
-    pub state: TimerState,
-    /// Why it is not pending any more.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Slots claimed for firing, as `<generation>:<slot>`.
-    #[serde(default)]
-    pub claimed: BTreeSet<String>,
-    /// The timer itself, protobuf as hex.
-    pub timer: String,
-}
-
-impl TimerRecord {
-    fn timer(&self) -> Option<Timer> {
-        hex::decode(&self.timer)
-            .ok()
-            .and_then(|b| Timer::decode(b.as_slice()).ok())
-    }
-}
-
-/// `i.<incident>` in the `nis_timers` bucket.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct IncidentRecord {
-    /// The last incident revision applied.
-    pub revision: u64,
-    /// The timers that revision planned.
-    pub timers: BTreeSet<String>,
-}
-
+/// What every handler of this service shares.
 #[derive(Clone)]
-struct Ctx {
-    rt: Runtime,
-    store: Store,
-    late_tolerance_ms: i64,
+pub(crate) struct Ctx {
+    pub(crate) rt: Runtime,
+    pub(crate) store: Store,
+    pub(crate) late_tolerance_ms: i64,
 }
+
+/// Upper bounds (seconds) of the firing-lateness histogram.
+const LATENESS_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 /// Runs the deadline-timer until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -101,6 +60,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         store,
         late_tolerance_ms: config.late_tolerance_ms,
     });
+    let sweep = crate::sweep::run(
+        ctx.clone(),
+        crate::sweep::Settings::from(&config),
+        shutdown.clone(),
+    );
 
     let snapshots = {
         let ctx = ctx.clone();
@@ -152,7 +116,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             },
         )
     };
-    let (a, b, c) = tokio::join!(snapshots, commands, firings);
+    let (a, b, c, ()) = tokio::join!(snapshots, commands, firings, sweep);
     rt.close().await;
     a?;
     b?;
@@ -254,43 +218,68 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
 }
 
 /// Brings one timer's schedules in line with `timer`: nothing when the
-/// plan is unchanged, else a new generation with every slot scheduled.
-async fn schedule(
+/// plan is unchanged, else a new generation with every slot still to fire
+/// scheduled. The record is written first, so a crash half-way leaves a
+/// record whose missing schedules the reconciler and the watchdog repair.
+pub(crate) async fn schedule(
     ctx: &Ctx,
     mut timer: Timer,
     now: DateTime<Utc>,
     trace: &TraceContext,
 ) -> Result<(), HandleError> {
+    timer.id = subjects::token(&timer.id);
     let key = format!("t.{}", timer.id);
-    let current: Versioned<TimerRecord> = kv::read(&ctx.store, &key).await?;
     let fp = plan::fingerprint(&timer);
-    if let Some(r) = &current.value
-        && r.fingerprint == fp
-        && r.state == TimerState::Pending
-    {
-        return Ok(());
+    let (record, existed) = loop {
+        let current: Versioned<TimerRecord> = kv::read(&ctx.store, &key).await?;
+        if let Some(r) = &current.value
+            && r.fingerprint == fp
+            && r.state == TimerState::Pending
+        {
+            return Ok(());
+        }
+        let generation = current
+            .value
+            .as_ref()
+            .map(|r| r.generation + 1)
+            .unwrap_or(1);
+        timer.generation = generation;
+        let claimed = current
+            .value
+            .as_ref()
+            .map(|r| r.claimed.clone())
+            .unwrap_or_default();
+        let watchdog = current
+            .value
+            .as_ref()
+            .map(|r| r.watchdog.clone())
+            .unwrap_or_default();
+        let slots = plan::slots_to_schedule(&timer, now, &claimed);
+        let record = TimerRecord {
+            generation,
+            fingerprint: fp.clone(),
+            state: TimerState::Pending,
+            reason: None,
+            claimed,
+            watchdog,
+            slots: slots.iter().map(SlotRecord::from).collect(),
+            incident_id: timer.incident_id.clone(),
+            timer: TimerRecord::encode_timer(&timer),
+        };
+        match kv::write(&ctx.store, &key, &record, current.revision).await {
+            Ok(_) => break (record, current.value.is_some()),
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // Old generations' schedules go; firings of them would be ignored anyway.
+    if existed {
+        purge_schedules(ctx, &timer.id).await?;
     }
-    let generation = current
-        .value
-        .as_ref()
-        .map(|r| r.generation + 1)
-        .unwrap_or(1);
-    timer.generation = generation;
-    // Old slots go first, so only this generation's schedules remain.
-    purge_schedules(ctx, &timer.id).await?;
-    for slot in plan::slots(&timer, now) {
+    for slot in record.slots.iter().map(SlotRecord::slot) {
         put_schedule(ctx, &timer, &slot, trace).await?;
     }
-    let record = TimerRecord {
-        generation,
-        fingerprint: fp,
-        state: TimerState::Pending,
-        reason: None,
-        claimed: current.value.map(|r| r.claimed).unwrap_or_default(),
-        timer: hex::encode(timer.encode_to_vec()),
-    };
-    kv::write(&ctx.store, &key, &record, current.revision).await?;
-    let msg_id = format!("scheduled:{}:{generation}", timer.id);
+    let msg_id = format!("scheduled:{}:{}", timer.id, record.generation);
     ctx.rt
         .publisher
         .publish(
@@ -321,13 +310,14 @@ async fn purge_schedules(ctx: &Ctx, timer_id: &str) -> Result<(), HandleError> {
     Ok(())
 }
 
-async fn put_schedule(
+/// Puts (or replaces) the broker-held schedule of one slot.
+pub(crate) async fn put_schedule(
     ctx: &Ctx,
     timer: &Timer,
     slot: &Slot,
     trace: &TraceContext,
 ) -> Result<(), HandleError> {
-    let slot_id = format!("g{}-{}", timer.generation, slot.name);
+    let slot_id = plan::slot_id(timer.generation, &slot.name);
     let firing = Firing {
         timer: Some(timer.clone()),
         kind: slot.kind as i32,
@@ -367,9 +357,10 @@ async fn put_schedule(
     Ok(())
 }
 
-/// Ends a timer: purges its schedules, records the state and tells
+/// Ends a timer: records the state (with a revision check, so it orders
+/// against any firing's claim), purges its schedules and tells
 /// subscribers. Idempotent.
-async fn finish(
+pub(crate) async fn finish(
     ctx: &Ctx,
     timer_id: &str,
     state: TimerState,
@@ -378,17 +369,23 @@ async fn finish(
     trace: &TraceContext,
 ) -> Result<(), HandleError> {
     let key = format!("t.{timer_id}");
-    let current: Versioned<TimerRecord> = kv::read(&ctx.store, &key).await?;
-    let Some(mut record) = current.value else {
-        return Ok(());
+    let record = loop {
+        let current: Versioned<TimerRecord> = kv::read(&ctx.store, &key).await?;
+        let Some(mut record) = current.value else {
+            return Ok(());
+        };
+        if record.state != TimerState::Pending {
+            return Ok(());
+        }
+        record.state = state;
+        record.reason = Some(reason.to_string());
+        match kv::write(&ctx.store, &key, &record, current.revision).await {
+            Ok(_) => break record,
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
     };
-    if record.state != TimerState::Pending {
-        return Ok(());
-    }
     purge_schedules(ctx, timer_id).await?;
-    record.state = state;
-    record.reason = Some(reason.to_string());
-    kv::write(&ctx.store, &key, &record, current.revision).await?;
     let timer = record.timer();
     let g = record.generation;
     match state {
@@ -425,67 +422,124 @@ async fn finish(
 }
 
 async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
-    let mut firing = Firing::decode(d.payload.as_ref())
+    let firing = Firing::decode(d.payload.as_ref())
         .map_err(|e| HandleError::Permanent(format!("undecodable firing: {e}")))?;
+    fire(ctx, firing, Source::Broker, &d.trace)
+        .await
+        .map(|_| ())
+}
+
+/// Who asks for a firing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The broker's schedule produced it (possibly redelivered).
+    Broker,
+    /// The watchdog found the moment missed and fires it itself.
+    Watchdog,
+}
+
+/// What came of a request to fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fired {
+    /// This call claimed the moment and published it.
+    Published,
+    /// Claimed before by a delivery that may have died before publishing;
+    /// published again under the same `Nats-Msg-Id` (the broker drops it
+    /// if the first got through).
+    Republished,
+    /// Claimed by someone else (the watchdog lost a race), or the timer was
+    /// cancelled, met or re-planned: nothing published.
+    Skipped,
+}
+
+/// Claims one moment of a timer in its record and publishes it: the one
+/// path by which anything fires, so "once" holds whoever asks.
+pub(crate) async fn fire(
+    ctx: &Ctx,
+    mut firing: Firing,
+    source: Source,
+    trace: &TraceContext,
+) -> Result<Fired, HandleError> {
     let timer = firing
         .timer
         .clone()
         .ok_or_else(|| HandleError::Permanent("firing without timer".into()))?;
-    let slot_id = d.subject.rsplit('.').next().unwrap_or_default().to_string();
-    let claim = format!("{}:{slot_id}", timer.generation);
-    let key = format!("t.{}", timer.id);
-
-    // Claim the slot (or find it claimed by an earlier delivery).
-    let record = loop {
-        let current: Versioned<TimerRecord> = kv::read(&ctx.store, &key).await?;
-        let Some(mut record) = current.value else {
-            tracing::warn!(timer = %timer.id, "firing for an unknown timer; ignored");
-            return Ok(());
-        };
-        if record.claimed.contains(&claim) {
-            break record; // claimed before: publish again (de-duplicated)
-        }
-        if record.state != TimerState::Pending || record.generation != timer.generation {
-            tracing::info!(timer = %timer.id, slot = %slot_id, state = ?record.state,
-                "firing of a cancelled or superseded plan; not published");
-            return Ok(());
-        }
-        record.claimed.insert(claim.clone());
-        match kv::write(&ctx.store, &key, &record, current.revision).await {
-            Ok(_) => break record,
-            Err(kv::Error::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-
     let now = ctx.rt.clock.now();
     let intended = firing
         .intended_at
         .as_ref()
         .and_then(from_timestamp)
         .unwrap_or(now);
+    let claim = claim_key(firing.kind(), firing.sequence, intended);
+    let key = format!("t.{}", timer.id);
+    let next = (firing.kind() == FiringKind::Overdue)
+        .then(|| plan::overdue_slot(&timer, firing.sequence + 1))
+        .flatten();
+
+    // Claim the moment (or find it claimed by an earlier delivery).
+    let (record, outcome) = loop {
+        let current: Versioned<TimerRecord> = kv::read(&ctx.store, &key).await?;
+        let Some(mut record) = current.value else {
+            tracing::warn!(timer = %timer.id, "firing for an unknown timer; ignored");
+            return Ok(Fired::Skipped);
+        };
+        if record.claimed.contains(&claim) {
+            if source == Source::Watchdog {
+                return Ok(Fired::Skipped);
+            }
+            break (record, Fired::Republished);
+        }
+        if record.state != TimerState::Pending || record.generation != timer.generation {
+            tracing::info!(timer = %timer.id, %claim, state = ?record.state,
+                "firing of a cancelled or superseded plan; not published");
+            return Ok(Fired::Skipped);
+        }
+        record.claimed.insert(claim.clone());
+        if source == Source::Watchdog {
+            record.watchdog.insert(claim.clone());
+        }
+        if let Some(n) = &next {
+            record.slots.push(SlotRecord::from(n));
+        }
+        let claimed = record.claimed.clone();
+        record.slots.retain(|s| !claimed.contains(&s.claim_key()));
+        match kv::write(&ctx.store, &key, &record, current.revision).await {
+            Ok(_) => break (record, Fired::Published),
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+
     firing.fired_at = Some(to_timestamp(now));
     firing.lateness_ms = plan::lateness_ms(intended, now);
     firing.late = firing.lateness_ms > ctx.late_tolerance_ms;
-    ctx.rt.metrics.inc(
-        "nisvakt_timer_firings_total",
-        &[("kind", firing.kind().as_str_name())],
-    );
-    if firing.late {
-        ctx.rt.metrics.inc("nisvakt_timer_firings_late_total", &[]);
-        tracing::warn!(timer = %timer.id, lateness_ms = firing.lateness_ms, "late firing");
+    if source == Source::Watchdog {
+        ctx.rt
+            .publisher
+            .publish(
+                subjects::deadline(&timer.id, "watchdog"),
+                &format!("watchdog:{}:{claim}", timer.id),
+                &TimerOverdueWatchdog {
+                    timer: Some(timer.clone()),
+                    intended_at: firing.intended_at,
+                    noticed_at: Some(to_timestamp(now)),
+                },
+                trace,
+            )
+            .await?;
     }
     let msg_id = format!("fire:{}:{claim}", timer.id);
     let p = &ctx.rt.publisher;
     let id = &timer.id;
     let f = Some(firing.clone());
-    match firing.kind() {
+    let kind = firing.kind();
+    match kind {
         FiringKind::Warning => {
             p.publish(
                 subjects::deadline(id, "warning"),
                 &msg_id,
                 &DeadlineWarning { firing: f },
-                &d.trace,
+                trace,
             )
             .await?
         }
@@ -494,7 +548,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 subjects::deadline(id, "due"),
                 &msg_id,
                 &DeadlineDue { firing: f },
-                &d.trace,
+                trace,
             )
             .await?
         }
@@ -503,7 +557,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 subjects::deadline(id, "overdue"),
                 &msg_id,
                 &DeadlineOverdue { firing: f },
-                &d.trace,
+                trace,
             )
             .await?
         }
@@ -512,7 +566,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 subjects::deadline(id, "threshold_reached"),
                 &msg_id,
                 &ThresholdReached { firing: f },
-                &d.trace,
+                trace,
             )
             .await?
         }
@@ -521,7 +575,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 subjects::deadline(id, "escalation_due"),
                 &msg_id,
                 &EscalationDue { firing: f },
-                &d.trace,
+                trace,
             )
             .await?
         }
@@ -529,31 +583,45 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
             return Err(HandleError::Permanent("firing without kind".into()));
         }
     };
-    // Reminders chain: each overdue schedules the next while still pending.
-    if firing.kind() == FiringKind::Overdue
-        && record.state == TimerState::Pending
-        && let Some(next) = plan::overdue_slot(&timer, firing.sequence + 1)
-    {
-        put_schedule(ctx, &timer, &next, &d.trace).await?;
+    if outcome == Fired::Published {
+        record_firing_metrics(ctx, &firing, source);
     }
-    Ok(())
+    // Reminders chain: each overdue schedules the next while still pending.
+    if let Some(next) = next
+        && record.state == TimerState::Pending
+    {
+        put_schedule(ctx, &timer, &next, trace).await?;
+    }
+    Ok(outcome)
 }
 
-/// Reads every timer record (for tests and the reconciler).
-pub async fn timer_records(store: &Store) -> Result<BTreeMap<String, TimerRecord>, HandleError> {
-    use futures::StreamExt;
-    let mut out = BTreeMap::new();
-    let mut keys = store
-        .keys()
-        .await
-        .map_err(|e| HandleError::Transient(e.to_string()))?;
-    while let Some(k) = keys.next().await {
-        let k = k.map_err(|e| HandleError::Transient(e.to_string()))?;
-        if let Some(id) = k.strip_prefix("t.")
-            && let Some(r) = kv::read::<TimerRecord>(store, &k).await?.value
-        {
-            out.insert(id.to_string(), r);
+fn record_firing_metrics(ctx: &Ctx, firing: &Firing, source: Source) {
+    let m = &ctx.rt.metrics;
+    m.inc(
+        "nisvakt_timer_firings_total",
+        &[("kind", firing.kind().as_str_name())],
+    );
+    if firing.late {
+        m.inc("nisvakt_timer_firings_late_total", &[]);
+        tracing::warn!(timer = ?firing.timer.as_ref().map(|t| &t.id),
+            lateness_ms = firing.lateness_ms, "late firing");
+    }
+    if source == Source::Watchdog {
+        m.inc("nisvakt_timer_watchdog_repairs_total", &[]);
+    }
+    let secs = firing.lateness_ms as f64 / 1000.0;
+    for le in LATENESS_BUCKETS {
+        if secs <= *le {
+            m.inc(
+                "nisvakt_timer_firing_lateness_seconds_bucket",
+                &[("le", &le.to_string())],
+            );
         }
     }
-    Ok(out)
+    m.inc(
+        "nisvakt_timer_firing_lateness_seconds_bucket",
+        &[("le", "+Inf")],
+    );
+    m.add("nisvakt_timer_firing_lateness_seconds_sum", &[], secs);
+    m.inc("nisvakt_timer_firing_lateness_seconds_count", &[]);
 }
