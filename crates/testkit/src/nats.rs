@@ -19,6 +19,12 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     bin: PathBuf,
+    /// A configuration file (`-c`), for tests of accounts and permissions.
+    config: Option<PathBuf>,
+    /// `user:password` for the readiness probe when the config needs it.
+    probe_auth: String,
+    /// Environment of the server process (the config's `$VARIABLES`).
+    env: Vec<(String, String)>,
 }
 
 /// Finds a nats-server binary that is new enough, or says how to get one.
@@ -81,13 +87,66 @@ impl NatsServer {
             port: crate::free_port(),
             store,
             bin,
+            config: None,
+            probe_auth: String::new(),
+            env: Vec::new(),
         };
         server.spawn().await?;
         Ok(server)
     }
 
+    /// Starts a server with a configuration file (e.g. `deploy/nats/nats.conf`
+    /// with its users and permissions). Port, address and store still come
+    /// from the harness; `probe` is a user allowed to use JetStream, for
+    /// the readiness check.
+    pub async fn start_with_config(
+        config: &Path,
+        env: &[(&str, &str)],
+        probe: (&str, &str),
+    ) -> anyhow::Result<NatsServer> {
+        let bin = find_binary()?;
+        let store = tempfile::Builder::new().prefix("nisvakt-nats-").tempdir()?;
+        let mut server = NatsServer {
+            child: None,
+            port: crate::free_port(),
+            store,
+            bin,
+            config: Some(config.to_path_buf()),
+            probe_auth: format!("{}:{}", probe.0, probe.1),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// `nats://user:password@127.0.0.1:<port>`, the form services take in
+    /// `NATS_URL`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// A client connected as `user`.
+    pub async fn client_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<async_nats::Client> {
+        Ok(async_nats::ConnectOptions::new()
+            .user_and_password(user.into(), password.into())
+            .connect(self.url())
+            .await?)
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
+        let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args([
                 "-a",
                 "127.0.0.1",
@@ -104,7 +163,11 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(client) = async_nats::connect(self.url()).await {
+            let mut options = async_nats::ConnectOptions::new();
+            if let Some((user, password)) = self.probe_auth.split_once(':') {
+                options = options.user_and_password(user.into(), password.into());
+            }
+            if let Ok(client) = options.connect(self.url()).await {
                 // JetStream answers once the store is recovered.
                 let js = async_nats::jetstream::new(client);
                 if js.query_account().await.is_ok() {
