@@ -64,7 +64,10 @@ async fn run() -> anyhow::Result<()> {
     )?;
     // Once the admin port answers, the child has exec'd and is the service.
     let until = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .is_err()
+    {
         if Instant::now() > until {
             bail!("the service's admin port did not open");
         }
