@@ -62,6 +62,17 @@ async fn run() -> anyhow::Result<()> {
             ("NISVAKT_LOG", "warn".into()),
         ],
     )?;
+    // Once the admin port answers, the child has exec'd and is the service.
+    let until = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .is_err()
+    {
+        if Instant::now() > until {
+            bail!("the service's admin port did not open");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let nats_pid =
         find_pid(&format!("-p\0{}\0", server.port()), None).context("nats-server pid")?;
     let svc_pid = find_pid(

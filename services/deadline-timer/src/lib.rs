@@ -40,6 +40,12 @@ pub struct Config {
     #[arg(long, env = "NISVAKT_LATE_TOLERANCE_MS", default_value_t = 2000)]
     pub late_tolerance_ms: i64,
 
+    /// How many firings are handled at once (pull loops sharing the
+    /// durable firing consumer). A burst of moments in one second drains
+    /// this many times faster than one at a time.
+    #[arg(long, env = "NISVAKT_FIRING_CONCURRENCY", default_value_t = 16)]
+    pub firing_concurrency: usize,
+
     /// How often the reconciler compares every incident's open duties with
     /// the pending timers and repairs drift (e.g. `60s`, `5m`).
     #[arg(long, env = "NISVAKT_RECONCILE_EVERY", default_value = "60s", value_parser = parse_every)]

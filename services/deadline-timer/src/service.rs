@@ -98,7 +98,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             },
         )
     };
-    let firings = {
+    // Firings of different timers are independent (each claim is a
+    // revision check on its own timer record), so several pull loops share
+    // the durable firing consumer, as replicas would. Commands and
+    // snapshots stay one at a time: their order per timer matters.
+    let firings = futures::future::join_all((0..config.firing_concurrency.max(1)).map(|_| {
         let ctx = ctx.clone();
         consume::run(
             rt.publisher.clone(),
@@ -115,12 +119,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 async move { on_firing(&ctx, d).await }
             },
         )
-    };
+    }));
     let (a, b, c, ()) = tokio::join!(snapshots, commands, firings, sweep);
     rt.close().await;
     a?;
     b?;
-    c?;
+    c.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(())
 }
 
