@@ -232,6 +232,16 @@ async fn incident_events(js: &jetstream::Context) -> anyhow::Result<u64> {
         .messages)
 }
 
+/// One service workload.
+struct Case {
+    /// What it shows.
+    name: &'static str,
+    /// Tickets sent.
+    n: usize,
+    /// The system named by ticket `i`.
+    system: fn(usize) -> String,
+}
+
 /// One replica: tickets in, events out, per second.
 async fn service(nats: &NatsServer, broker: &Broker) -> anyhow::Result<()> {
     let client = nats.client().await?;
@@ -278,19 +288,19 @@ async fn service(nats: &NatsServer, broker: &Broker) -> anyhow::Result<()> {
     .await?;
     drained(&js, Duration::from_secs(60)).await?;
 
-    let cases: [(&str, usize, fn(usize) -> String); 2] = [
-        (
-            "distinct disruptions (one new incident per ticket)",
-            1000,
-            |i| format!("System {i}"),
-        ),
-        (
-            "one storm (every ticket updates one incident)",
-            1000,
-            |_| "Journalsystemet".to_string(),
-        ),
+    let cases = [
+        Case {
+            name: "distinct disruptions (one new incident per ticket)",
+            n: 1000,
+            system: |i| format!("System {i}"),
+        },
+        Case {
+            name: "one storm (every ticket updates one incident)",
+            n: 1000,
+            system: |_| "Journalsystemet".to_string(),
+        },
     ];
-    for (name, n, system) in cases {
+    for Case { name, n, system } in cases {
         let before = incident_events(&js).await?;
         let tickets: Vec<_> = (0..n)
             .map(|i| {
