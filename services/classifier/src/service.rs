@@ -1,7 +1,15 @@
 //! The classifier's shell: three consumers (tickets, operator commands,
 //! thresholds reached) that each turn a message into a domain `Fact`, fold
 //! it into the incident with `Incident::apply`, store the projection with a
-//! revision check, and publish the change.
+//! revision check, and publish the change. It decides nothing itself: the
+//! verdicts are the core's; this module routes, stores and publishes.
+//!
+//! Routing: a ticket's incident is claimed in the `nis_correlation` bucket
+//! (`t.<ticket>` → incident, with `create`) before the ticket is folded, so
+//! every later revision and every redelivery goes to the same incident. A
+//! new ticket finds its incident through the disruption key (`d.<system or
+//! category>` → the open incident), claimed with create/update revision
+//! checks so two replicas cannot open two incidents for one disruption.
 //!
 //! Crash safety: the projection is written first, then the event is
 //! published with the id `inc:<incident>:<revision>:<kind>`. When a crash
@@ -10,6 +18,10 @@
 //! `last_event`) is published again; the broker drops it if it was
 //! already stored. Two replicas never lose an update: every write checks
 //! the revision it read, and a loser folds the fact again on fresh state.
+//!
+//! Size: the stored document must fit in one NATS message; storm timelines
+//! are summarised ([`compact_timeline`]) and an oversized document is
+//! refused with a message that says so rather than retried forever.
 
 use std::sync::Arc;
 
