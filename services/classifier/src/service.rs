@@ -1,7 +1,15 @@
 //! The classifier's shell: three consumers (tickets, operator commands,
 //! thresholds reached) that each turn a message into a domain `Fact`, fold
 //! it into the incident with `Incident::apply`, store the projection with a
-//! revision check, and publish the change.
+//! revision check, and publish the change. It decides nothing itself: the
+//! verdicts are the core's; this module routes, stores and publishes.
+//!
+//! Routing: a ticket's incident is claimed in the `nis_correlation` bucket
+//! (`t.<ticket>` → incident, with `create`) before the ticket is folded, so
+//! every later revision and every redelivery goes to the same incident. A
+//! new ticket finds its incident through the disruption key (`d.<system or
+//! category>` → the open incident), claimed with create/update revision
+//! checks so two replicas cannot open two incidents for one disruption.
 //!
 //! Crash safety: the projection is written first, then the event is
 //! published with the id `inc:<incident>:<revision>:<kind>`. When a crash
@@ -10,6 +18,10 @@
 //! `last_event`) is published again; the broker drops it if it was
 //! already stored. Two replicas never lose an update: every write checks
 //! the revision it read, and a loser folds the fact again on fresh state.
+//!
+//! Size: the stored document must fit in one NATS message; storm timelines
+//! are summarised ([`compact_timeline`]) and an oversized document is
+//! refused with a message that says so rather than retried forever.
 
 use std::sync::Arc;
 
@@ -22,7 +34,9 @@ use nisvakt_bus::{
     Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology,
 };
 use nisvakt_domain::correlate;
-use nisvakt_domain::incident::{Fact, Incident, IncidentId, OutcomeKind, ReportChannel};
+use nisvakt_domain::incident::{
+    Fact, Incident, IncidentId, OutcomeKind, ReportChannel, TimelineEntry,
+};
 use nisvakt_domain::rules::RuleSet;
 use nisvakt_domain::text::Lexicon;
 use nisvakt_domain::ticket::Ticket;
@@ -49,6 +63,9 @@ pub struct LastEvent {
     /// What caused it.
     #[serde(default)]
     pub cause: String,
+    /// The receipt of the ticket that caused it (for `opened`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub receipt_id: String,
 }
 
 /// What the `nis_incidents` bucket holds: the projection, plus the last
@@ -61,6 +78,98 @@ pub struct Stored {
     /// The event of this revision.
     #[serde(default)]
     pub last_event: Option<LastEvent>,
+    /// Ticket lines folded out of the timeline to keep a storm's
+    /// projection under the broker's message size (see [`compact_timeline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline_compacted: Option<Compacted>,
+}
+
+/// How many ticket lines of the timeline were folded into one summary line.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Compacted {
+    /// Ticket lines removed (each ticket is still listed under `tickets`).
+    pub lines: u64,
+    /// The earliest removed line's time.
+    pub from: DateTime<Utc>,
+    /// The latest removed line's time.
+    pub to: DateTime<Utc>,
+}
+
+/// Ticket lines (`ticket`, `ticket_updated`) kept in the timeline before
+/// further ones are summarised: enough to read how a storm began.
+pub const TIMELINE_TICKET_LINES: usize = 25;
+
+/// The timeline kind of the summary line.
+pub const SUMMARY_KIND: &str = "tickets_summarised";
+
+/// Keeps the first [`TIMELINE_TICKET_LINES`] ticket lines of the timeline
+/// and folds every later one into a single summary line, so a storm of
+/// hundreds of tickets does not add hundreds of lines (about 220 bytes
+/// each) to a document that must fit in one NATS message. Every ticket stays
+/// listed, with its unit and times, under `tickets`; assessment, deadline,
+/// operator and threshold lines are never removed. Idempotent.
+pub fn compact_timeline(stored: &mut Stored) {
+    let is_ticket_line = |kind: &str| kind == "ticket" || kind == "ticket_updated";
+    let mut seen = 0usize;
+    let mut removed: Option<Compacted> = None;
+    stored.incident.timeline.retain(|e| {
+        if !is_ticket_line(&e.kind) {
+            return true;
+        }
+        seen += 1;
+        if seen <= TIMELINE_TICKET_LINES {
+            return true;
+        }
+        removed = Some(match removed {
+            None => Compacted {
+                lines: 1,
+                from: e.at,
+                to: e.at,
+            },
+            Some(c) => Compacted {
+                lines: c.lines + 1,
+                from: c.from.min(e.at),
+                to: c.to.max(e.at),
+            },
+        });
+        false
+    });
+    let Some(new) = removed else {
+        return;
+    };
+    let total = match stored.timeline_compacted {
+        None => new,
+        Some(old) => Compacted {
+            lines: old.lines + new.lines,
+            from: old.from.min(new.from),
+            to: old.to.max(new.to),
+        },
+    };
+    stored.timeline_compacted = Some(total);
+    let text = format!(
+        "{} further ticket lines (new tickets and updates) received {} to {} are summarised here; \
+         every ticket is listed under tickets",
+        total.lines,
+        nisvakt_domain::time::local(total.from),
+        nisvakt_domain::time::local(total.to),
+    );
+    let summary = TimelineEntry {
+        at: total.from,
+        kind: SUMMARY_KIND.to_string(),
+        text,
+    };
+    let timeline = &mut stored.incident.timeline;
+    match timeline.iter().position(|e| e.kind == SUMMARY_KIND) {
+        Some(i) => timeline[i] = summary,
+        None => {
+            // Right after the last ticket line kept.
+            let after = timeline
+                .iter()
+                .rposition(|e| is_ticket_line(&e.kind))
+                .map_or(timeline.len(), |i| i + 1);
+            timeline.insert(after, summary);
+        }
+    }
 }
 
 struct Ctx {
@@ -187,9 +296,9 @@ fn new_incident_id(receipt_id: &str, accepted_at: DateTime<Utc>) -> IncidentId {
     IncidentId::parse(format!("inc_{ulid}")).expect("inc_ + ULID is a valid id")
 }
 
-fn parse_id(raw: &[u8]) -> Result<IncidentId, kv::Error> {
+fn parse_id(key: &str, raw: &[u8]) -> Result<IncidentId, kv::Error> {
     IncidentId::parse(String::from_utf8_lossy(raw).into_owned()).map_err(|e| kv::Error::Corrupt {
-        key: "correlation".into(),
+        key: key.to_string(),
         reason: e.to_string(),
     })
 }
@@ -225,42 +334,59 @@ async fn on_ticket(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         ticket: ticket.clone(),
         accepted_at,
     };
-    for _ in 0..16 {
+    let cause = Cause {
+        name: "ticket",
+        receipt_id: &accepted.receipt_id,
+    };
+    for attempt in 0..MAX_ATTEMPTS {
         let id = match route_ticket(ctx, &ticket, &accepted.receipt_id, accepted_at).await {
             Ok(id) => id,
-            Err(kv::Error::Conflict(_)) => continue,
+            Err(kv::Error::Conflict(_)) => {
+                contention_pause(attempt, d.stream_sequence).await;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
-        match fold(ctx, &id, &fact, "ticket", &d.trace, true).await {
-            Ok(()) => {
-                // Updates of this ticket go to the same incident.
-                let _ = ctx
-                    .correlation
-                    .put(ticket_key(&ticket), id.as_str().to_string().into())
-                    .await;
-                return Ok(());
-            }
-            Err(FoldError::Conflict) => continue,
+        match fold(ctx, &id, &fact, &cause, &d.trace, true).await {
+            Ok(()) => return Ok(()),
+            Err(FoldError::Conflict) => contention_pause(attempt, d.stream_sequence).await,
             Err(FoldError::Handle(e)) => return Err(e),
         }
     }
     Err(HandleError::Transient("too many concurrent writers".into()))
 }
 
-/// Which incident a ticket belongs to: the one its earlier revisions went
-/// to, else the open incident of the same disruption if it correlates,
-/// else a new one (claimed in the correlation bucket so that two replicas
-/// cannot open two incidents for one disruption).
+/// Attempts at a read-fold-write before the message is handed back to the
+/// broker for a later redelivery.
+const MAX_ATTEMPTS: u32 = 32;
+
+/// A short pause after losing a write race, growing with the attempt and
+/// spread by the message's sequence so that two replicas that keep
+/// colliding fall out of step.
+async fn contention_pause(attempt: u32, sequence: u64) {
+    let spread = 1 + sequence % 4;
+    let ms = u64::from(attempt.min(8)) * spread;
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+/// Which incident a ticket belongs to: the one its earlier revisions (or
+/// earlier deliveries) went to, else the open incident of the same
+/// disruption if it correlates, else a new one (claimed in the correlation
+/// bucket so that two replicas cannot open two incidents for one
+/// disruption).
+///
+/// The ticket's own mapping is claimed (`create`) before anything is folded,
+/// so every later revision of the ticket, and every redelivery after a
+/// crash, goes to the same incident, even when the disruption key has since
+/// moved on to a newer incident.
 async fn route_ticket(
     ctx: &Ctx,
     ticket: &Ticket,
     receipt_id: &str,
     accepted_at: DateTime<Utc>,
 ) -> Result<IncidentId, kv::Error> {
-    let broker = |e: String, key: &str| kv::Error::Broker {
-        key: key.to_string(),
-        reason: e,
-    };
     let tk = ticket_key(ticket);
     if let Some(id) = ctx
         .correlation
@@ -268,8 +394,40 @@ async fn route_ticket(
         .await
         .map_err(|e| broker(e.to_string(), &tk))?
     {
-        return parse_id(&id);
+        return parse_id(&tk, &id);
     }
+    let id = correlate_or_claim(ctx, ticket, receipt_id, accepted_at).await?;
+    match ctx
+        .correlation
+        .create(&tk, id.as_str().to_string().into())
+        .await
+    {
+        Ok(_) => Ok(id),
+        // Another delivery of this ticket (or another revision of it) was
+        // routed first: follow it.
+        Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+            Err(kv::Error::Conflict(tk))
+        }
+        Err(e) => Err(broker(e.to_string(), &tk)),
+    }
+}
+
+fn broker(reason: String, key: &str) -> kv::Error {
+    kv::Error::Broker {
+        key: key.to_string(),
+        reason,
+    }
+}
+
+/// The incident of the ticket's disruption: the one the disruption key
+/// names if it still correlates, else a new one claimed with a revision
+/// check.
+async fn correlate_or_claim(
+    ctx: &Ctx,
+    ticket: &Ticket,
+    receipt_id: &str,
+    accepted_at: DateTime<Utc>,
+) -> Result<IncidentId, kv::Error> {
     let dk = disruption_key(&correlate::correlation_key(ticket, &ctx.lexicon));
     let entry = ctx
         .correlation
@@ -279,7 +437,7 @@ async fn route_ticket(
     let fresh = new_incident_id(receipt_id, accepted_at);
     let revision = match entry {
         Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {
-            let id = parse_id(&e.value)?;
+            let id = parse_id(&dk, &e.value)?;
             if id == fresh {
                 return Ok(id); // our own claim, from before a crash
             }
@@ -289,7 +447,9 @@ async fn route_ticket(
                 Some(s) if correlate::correlates(&s.incident, ticket, &ctx.lexicon, ctx.window) => {
                     return Ok(id);
                 }
-                None => return Ok(id), // claimed, not yet written: a crash; it will be
+                // Claimed but not written yet: another replica is opening
+                // it right now (or crashed doing so; this ticket opens it).
+                None => return Ok(id),
                 Some(_) => e.revision,
             }
         }
@@ -297,30 +457,36 @@ async fn route_ticket(
         None => 0,
     };
     let value: bytes::Bytes = fresh.as_str().to_string().into();
-    let claimed = if revision == 0 {
+    if revision == 0 {
         ctx.correlation
             .create(&dk, value)
             .await
-            .map(|_| ())
             .map_err(|e| match e.kind() {
                 async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
                     kv::Error::Conflict(dk.clone())
                 }
                 _ => broker(e.to_string(), &dk),
-            })
+            })?;
     } else {
         ctx.correlation
             .update(&dk, value, revision)
             .await
-            .map(|_| ())
             .map_err(|e| match e.kind() {
                 async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
                     kv::Error::Conflict(dk.clone())
                 }
                 _ => broker(e.to_string(), &dk),
-            })
-    };
-    claimed.map(|_| fresh)
+            })?;
+    }
+    Ok(fresh)
+}
+
+/// What caused a fold, for the event.
+struct Cause<'a> {
+    /// `ticket`, `operator_assessment`, `report`, `resolve`, `threshold_reached`.
+    name: &'static str,
+    /// The ticket's receipt, for a ticket.
+    receipt_id: &'a str,
 }
 
 enum FoldError {
@@ -348,7 +514,7 @@ async fn fold(
     ctx: &Ctx,
     id: &IncidentId,
     fact: &Fact,
-    cause: &str,
+    cause: &Cause<'_>,
     trace: &TraceContext,
     may_open: bool,
 ) -> Result<(), FoldError> {
@@ -360,47 +526,108 @@ async fn fold(
         None if may_open => Stored {
             incident: Incident::open(id.clone(), now),
             last_event: None,
+            timeline_compacted: None,
         },
         None => {
             return Err(FoldError::Handle(HandleError::Permanent(format!(
-                "incident {} does not exist",
-                id
+                "incident {id} does not exist"
             ))));
         }
     };
     let outcome = stored.incident.apply(fact, &ctx.rules, &ctx.lexicon, now);
-    if outcome.kind == OutcomeKind::Unchanged {
-        // Already folded; make sure its event went out (crash repair).
-        if let Some(last) = &stored.last_event {
-            publish(ctx, &stored.incident, last, trace).await?;
-        }
-        ctx.rt
-            .metrics
-            .inc("nisvakt_facts_total", &[("result", "unchanged")]);
-        return Ok(());
-    }
     let kind = match outcome.kind {
+        OutcomeKind::Unchanged => {
+            // Already folded; make sure its event went out (crash repair).
+            if let Some(last) = &stored.last_event {
+                publish(ctx, &stored.incident, last, trace).await?;
+            }
+            ctx.rt
+                .metrics
+                .inc("nisvakt_facts_total", &[("result", "unchanged")]);
+            return Ok(());
+        }
         OutcomeKind::Opened => "opened",
         OutcomeKind::Updated => "updated",
         OutcomeKind::Assessed => "assessed",
         OutcomeKind::Resolved => "resolved",
-        OutcomeKind::Unchanged => unreachable!("handled above"),
     };
-    stored.last_event = Some(LastEvent {
+    let last = LastEvent {
         kind: kind.to_string(),
         revision: stored.incident.revision,
-        became_reportable: outcome.became_reportable.clone(),
-        changes: outcome.changes.clone(),
-        cause: cause.to_string(),
-    });
-    kv::write(&ctx.incidents, &key, &stored, current.revision).await?;
+        became_reportable: outcome.became_reportable,
+        changes: outcome.changes,
+        cause: cause.name.to_string(),
+        receipt_id: cause.receipt_id.to_string(),
+    };
+    stored.last_event = Some(last.clone());
+    compact_timeline(&mut stored);
+    write_stored(ctx, &key, &stored, current.revision).await?;
     ctx.rt
         .metrics
         .inc("nisvakt_facts_total", &[("result", kind)]);
-    if let Some(last) = &stored.last_event {
-        publish(ctx, &stored.incident, last, trace).await?;
-    }
+    publish(ctx, &stored.incident, &last, trace).await?;
     Ok(())
+}
+
+/// Writes the stored projection with a revision check, after making sure
+/// it fits in one message: a document over the broker's `max_payload`
+/// could never be written, so it is refused with a message that says why
+/// instead of failing in the broker on every redelivery.
+async fn write_stored(
+    ctx: &Ctx,
+    key: &str,
+    stored: &Stored,
+    revision: u64,
+) -> Result<(), FoldError> {
+    let bytes = serde_json::to_vec(stored).map_err(|e| kv::Error::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    let limit = ctx.rt.client.server_info().max_payload;
+    ctx.rt
+        .metrics
+        .set("nisvakt_incident_projection_bytes", &[], bytes.len() as f64);
+    if limit > 0 && bytes.len() > limit {
+        return Err(FoldError::Handle(HandleError::Permanent(format!(
+            "incident {key}: the projection would be {} bytes, over the broker's max_payload of {limit} \
+             ({} tickets); raise max_payload or compact the projection",
+            bytes.len(),
+            stored.incident.ticket_count
+        ))));
+    }
+    if limit > 0 && bytes.len() > limit / 4 * 3 {
+        tracing::warn!(
+            incident = key,
+            bytes = bytes.len(),
+            limit,
+            "incident projection is over three quarters of the broker's max_payload"
+        );
+    }
+    let store = &ctx.incidents;
+    let result = if revision == 0 {
+        store
+            .create(key, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.kind() {
+                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    kv::Error::Conflict(key.to_string())
+                }
+                _ => broker(e.to_string(), key),
+            })
+    } else {
+        store
+            .update(key, bytes.into(), revision)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.kind() {
+                async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
+                    kv::Error::Conflict(key.to_string())
+                }
+                _ => broker(e.to_string(), key),
+            })
+    };
+    result.map_err(FoldError::from)
 }
 
 fn fact_time(f: &Fact) -> DateTime<Utc> {
@@ -438,7 +665,7 @@ async fn publish(
                 &msg_id("opened"),
                 &pb::IncidentOpened {
                     incident: Some(pb_incident.clone()),
-                    receipt_id: String::new(),
+                    receipt_id: last.receipt_id.clone(),
                 },
                 trace,
             )
@@ -494,17 +721,31 @@ async fn fold_retrying(
     ctx: &Ctx,
     id: &IncidentId,
     fact: &Fact,
-    cause: &str,
-    trace: &TraceContext,
+    cause: &'static str,
+    d: &Delivery,
 ) -> Result<(), HandleError> {
-    for _ in 0..16 {
-        match fold(ctx, id, fact, cause, trace, false).await {
+    let cause = Cause {
+        name: cause,
+        receipt_id: "",
+    };
+    for attempt in 0..MAX_ATTEMPTS {
+        match fold(ctx, id, fact, &cause, &d.trace, false).await {
             Ok(()) => return Ok(()),
-            Err(FoldError::Conflict) => continue,
+            Err(FoldError::Conflict) => contention_pause(attempt, d.stream_sequence).await,
             Err(FoldError::Handle(e)) => return Err(e),
         }
     }
     Err(HandleError::Transient("too many concurrent writers".into()))
+}
+
+/// A command's id is its idempotency key: without one, two different
+/// commands would look like one.
+fn command_id(id: &str) -> Result<String, HandleError> {
+    if id.trim().is_empty() {
+        Err(HandleError::Permanent("command without command_id".into()))
+    } else {
+        Ok(id.to_string())
+    }
 }
 
 async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
@@ -515,7 +756,7 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         "assessment" => {
             let c = d.decode::<pb::RecordAssessment>()?;
             let fact = Fact::OperatorAssessment {
-                command_id: c.command_id.clone(),
+                command_id: command_id(&c.command_id)?,
                 assessed_by: c.assessed_by.clone(),
                 care_blocked: c.care_blocked,
                 patient_harm: convert::harm_from_pb(c.patient_harm()),
@@ -529,7 +770,7 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         "report" => {
             let c = d.decode::<pb::ReportStage>()?;
             let fact = Fact::StageReported {
-                command_id: c.command_id.clone(),
+                command_id: command_id(&c.command_id)?,
                 duty: c.duty.clone(),
                 stage: c.stage.clone(),
                 rule_set: (!c.rule_set.is_empty()).then(|| c.rule_set.clone()),
@@ -547,7 +788,7 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         "resolve" => {
             let c = d.decode::<pb::ResolveIncident>()?;
             let fact = Fact::Resolved {
-                command_id: Some(c.command_id.clone()),
+                command_id: Some(command_id(&c.command_id)?),
                 resolved_at: time(&c.resolved_at).unwrap_or(now),
                 resolved_by: c.resolved_by.clone(),
                 note: (!c.note.is_empty()).then(|| c.note.clone()),
@@ -561,7 +802,7 @@ async fn on_command(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         }
     };
     let id = IncidentId::parse(incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
-    fold_retrying(ctx, &id, &fact, cause, &d.trace).await
+    fold_retrying(ctx, &id, &fact, cause, &d).await
 }
 
 async fn on_threshold(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
@@ -584,7 +825,7 @@ async fn on_threshold(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     };
     let id =
         IncidentId::parse(timer.incident_id).map_err(|e| HandleError::Permanent(e.to_string()))?;
-    fold_retrying(ctx, &id, &fact, "threshold_reached", &d.trace).await
+    fold_retrying(ctx, &id, &fact, "threshold_reached", &d).await
 }
 
 #[cfg(test)]
