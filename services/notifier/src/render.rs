@@ -463,7 +463,11 @@ impl Templates {
         let waited = waited.map_or_else(|| set.word("none").to_owned(), |d| set.duration(d));
         let title = set.phrase(
             "phrase.escalated_title",
-            &[("level", &shown), ("levels", &of), ("title", &rendered.title)],
+            &[
+                ("level", &shown),
+                ("levels", &of),
+                ("title", &rendered.title),
+            ],
         );
         let lead = set.phrase(
             "phrase.escalated_body",

@@ -104,9 +104,9 @@ impl AlertLocks {
     }
 
     async fn lock(&self, alert_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let hash = alert_id
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+        let hash = alert_id.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
         self.0[hash % self.0.len()].lock().await
     }
 }
@@ -500,11 +500,9 @@ fn alert_at_level(ctx: &Ctx, state: &AlertState, raised: &pb::Alert) -> pb::Aler
     let reason = reason_of(raised);
     let mut alert = raised.clone();
     alert.level = level;
-    alert.recipients = ctx.routing.recipients_for_units(
-        reason,
-        state.units.iter().map(String::as_str),
-        level,
-    );
+    alert.recipients =
+        ctx.routing
+            .recipients_for_units(reason, state.units.iter().map(String::as_str), level);
     let levels = ctx.routing.levels(reason).len();
     let waited = ctx.routing.escalation(reason, level - 1);
     for lang in Lang::ALL {
@@ -544,16 +542,23 @@ async fn drive(ctx: &Ctx, id: &str, trace: &TraceContext) -> Result<(), HandleEr
     let alert = alert_at_level(ctx, &state, &raised);
     announce(ctx, &alert, trace).await?;
     deliver(ctx, &skey, &alert, &state.delivered, trace).await?;
-    // An acknowledgement may have come in while delivering: then no clock.
+    // An acknowledgement may have come in while delivering: then no clock,
+    // and one set in the meantime is cancelled again (the acknowledgement's
+    // own cancel may have gone out before it).
+    let mut scheduled = false;
     loop {
         let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
         let Some(mut s) = current.value else {
             return Ok(());
         };
+        if s.acked_by.is_some() && scheduled {
+            cancel_escalation(ctx, id, alert.level, "acknowledged-late", trace).await?;
+        }
         if !s.pending() || s.level != alert.level {
             return Ok(());
         }
         schedule_escalation(ctx, &alert, s.level_since, trace).await?;
+        scheduled = true;
         s.settled = Some(s.level);
         match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
             Ok(_) => return Ok(()),
@@ -622,8 +627,7 @@ async fn deliver(
         let publisher = ctx.rt.publisher.clone();
         let record = |attempt: crate::deliver::retry::Attempt| {
             let publisher = publisher.clone();
-            let result =
-                attempt.delivery_result(alert, &target, to_timestamp(ctx.rt.clock.now()));
+            let result = attempt.delivery_result(alert, &target, to_timestamp(ctx.rt.clock.now()));
             let subject = subjects::delivery(&alert.id, target.channel());
             let msg_id = format!("delivery:{}:{entry}:{}", alert.id, attempt.number);
             let outcome = attempt.outcome.clone();
@@ -744,6 +748,32 @@ async fn schedule_escalation(
     Ok(())
 }
 
+/// Asks the deadline-timer to drop the clock of `level`; `why` is part of
+/// the message id, so a second cancel for another reason is not taken for
+/// a duplicate of the first.
+async fn cancel_escalation(
+    ctx: &Ctx,
+    alert_id: &str,
+    level: u32,
+    why: &str,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    let timer_id = escalation_timer_id(alert_id, level);
+    ctx.rt
+        .publisher
+        .publish(
+            subjects::timer_command(&timer_id, "cancel"),
+            &format!("cmd:esc-cancel:{timer_id}:{why}"),
+            &pb::CancelTimer {
+                timer_id: timer_id.clone(),
+                reason: "acknowledged".into(),
+            },
+            trace,
+        )
+        .await?;
+    Ok(())
+}
+
 /// An escalation clock fired: unless someone acknowledged, the alert moves
 /// to the timer's level (once) and is driven there.
 async fn escalate(
@@ -817,19 +847,7 @@ async fn on_ack(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     }
     // Stop the clock of the current level (and any earlier one still there).
     for level in 0..=state.level {
-        let timer_id = escalation_timer_id(&cmd.alert_id, level);
-        ctx.rt
-            .publisher
-            .publish(
-                subjects::timer_command(&timer_id, "cancel"),
-                &format!("cmd:esc-cancel:{timer_id}"),
-                &pb::CancelTimer {
-                    timer_id: timer_id.clone(),
-                    reason: "acknowledged".into(),
-                },
-                &d.trace,
-            )
-            .await?;
+        cancel_escalation(ctx, &cmd.alert_id, level, "acknowledged", &d.trace).await?;
     }
     // The note is an operator's free text: it goes on the bus masked.
     let note = nisvakt_domain::mask::mask_identifiers(&cmd.note).text;
