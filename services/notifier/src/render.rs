@@ -269,6 +269,8 @@ const WORDS: &[&str] = &[
     "phrase.days",
     "phrase.hours",
     "phrase.same_instructions",
+    "phrase.escalated_title",
+    "phrase.escalated_body",
     "status.open",
     "status.resolved",
     "severity.info",
@@ -427,6 +429,58 @@ impl Templates {
     }
 }
 
+/// The text of an alert escalated to `level` (0 first) of `levels`
+/// because nobody acknowledged it within `waited`: the level in the title
+/// and a first paragraph that says why. Built-in templates.
+pub fn escalated(
+    rendered: &Rendered,
+    level: u32,
+    levels: usize,
+    waited: Option<TimeDelta>,
+    lang: Lang,
+) -> Rendered {
+    Templates::builtin().escalated(rendered, level, levels, waited, lang)
+}
+
+impl Templates {
+    /// As [`escalated`], with this template set. Levels are shown counted
+    /// from 1, as people count them.
+    pub fn escalated(
+        &self,
+        rendered: &Rendered,
+        level: u32,
+        levels: usize,
+        waited: Option<TimeDelta>,
+        lang: Lang,
+    ) -> Rendered {
+        let set = match lang {
+            Lang::Sv => &self.sv,
+            Lang::En => &self.en,
+        };
+        let shown = u64::from(level) + 1;
+        let of = (levels as u64).max(shown).to_string();
+        let shown = shown.to_string();
+        let waited = waited.map_or_else(|| set.word("none").to_owned(), |d| set.duration(d));
+        let title = set.phrase(
+            "phrase.escalated_title",
+            &[
+                ("level", &shown),
+                ("levels", &of),
+                ("title", &rendered.title),
+            ],
+        );
+        let lead = set.phrase(
+            "phrase.escalated_body",
+            &[("level", &shown), ("levels", &of), ("waited", &waited)],
+        );
+        let masked = set.word("masked");
+        Rendered {
+            title: mask_identifiers(title.trim(), masked),
+            body: mask_identifiers(&format!("{lead}\n\n{}", rendered.body), masked),
+        }
+    }
+}
+
 impl LangSet {
     fn load(lang: Lang, load: &impl Fn(&str) -> Result<String, Error>) -> Result<LangSet, Error> {
         let dir = lang.as_str();
@@ -503,6 +557,26 @@ impl LangSet {
         fill(self.word(key), |name| {
             vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
         })
+    }
+
+    /// `2 h 5 min` below two days, `3 dygn 4 h` from there; never negative.
+    fn duration(&self, d: TimeDelta) -> String {
+        let minutes = d.num_minutes().max(0);
+        let (days, hours, mins) = (minutes / 1440, (minutes / 60) % 24, minutes % 60);
+        if minutes >= 48 * 60 {
+            self.phrase(
+                "phrase.days",
+                &[("days", &days.to_string()), ("hours", &hours.to_string())],
+            )
+        } else {
+            self.phrase(
+                "phrase.hours",
+                &[
+                    ("hours", &(minutes / 60).to_string()),
+                    ("minutes", &mins.to_string()),
+                ],
+            )
+        }
     }
 }
 
@@ -1082,24 +1156,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// `2 h 5 min` below two days, `3 dygn 4 h` from there; never negative.
     fn duration(&self, d: TimeDelta) -> String {
-        let minutes = d.num_minutes().max(0);
-        let (days, hours, mins) = (minutes / 1440, (minutes / 60) % 24, minutes % 60);
-        if minutes >= 48 * 60 {
-            self.set.phrase(
-                "phrase.days",
-                &[("days", &days.to_string()), ("hours", &hours.to_string())],
-            )
-        } else {
-            self.set.phrase(
-                "phrase.hours",
-                &[
-                    ("hours", &(minutes / 60).to_string()),
-                    ("minutes", &mins.to_string()),
-                ],
-            )
-        }
+        self.set.duration(d)
     }
 }
 

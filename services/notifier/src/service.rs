@@ -12,6 +12,19 @@
 //! webhooks an `Idempotency-Key` derived from the alert, recipient and
 //! level, so a receiver can drop the one duplicate a crash in the instant
 //! between "sent" and "written" could cause.
+//!
+//! The state, not the message in hand, says what is left to do: `drive`
+//! brings one alert up to date (announce its level, deliver to whoever at
+//! that level has not had it, set the escalation clock) and then marks the
+//! level settled. Every path ends there: a new snapshot, a redelivery, an
+//! escalation firing, and the sweep at start-up that finishes what a
+//! killed process left half done, so recovery does not wait for the
+//! broker's ack timeout. Escalation clocks live in the deadline-timer and
+//! are computed from stored instants only, so asking for one again changes
+//! nothing there.
+//!
+//! This module must not build texts (that is `render`), choose recipients
+//! (`routing`) or talk to a receiver directly (`deliver`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,8 +52,17 @@ use crate::routing::Routing;
 /// `a.<alert_id>`: an alert, where it stands, and what was delivered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertState {
-    /// The escalation level reached.
+    /// The escalation level reached (0 first).
     pub level: u32,
+    /// When the current level began: the alert's `raised_at` for level 0,
+    /// the escalation's due moment after that. The next escalation is due
+    /// `ack_within` after it, so the clock never drifts on a retry.
+    #[serde(default)]
+    pub level_since: Option<DateTime<Utc>>,
+    /// The incident's units when the alert was raised: every level routes
+    /// to their own managers, not only to the default.
+    #[serde(default)]
+    pub units: Vec<String>,
     /// Who acknowledged it, when someone did.
     #[serde(default)]
     pub acked_by: Option<String>,
@@ -50,7 +72,11 @@ pub struct AlertState {
     /// `<level>:<channel>:<address>` of every delivery the receiver took.
     #[serde(default)]
     pub delivered: BTreeSet<String>,
-    /// The alert, protobuf as hex.
+    /// The level whose work is done (announced, delivered, clock set):
+    /// nothing is left to do until its escalation clock fires.
+    #[serde(default)]
+    pub settled: Option<u32>,
+    /// The alert as raised (level 0), protobuf as hex.
     pub alert: String,
 }
 
@@ -59,6 +85,29 @@ impl AlertState {
         hex::decode(&self.alert)
             .ok()
             .and_then(|b| pb::Alert::decode(b.as_slice()).ok())
+    }
+
+    /// Whether anything is left to do for this alert.
+    fn pending(&self) -> bool {
+        self.acked_by.is_none() && self.settled != Some(self.level)
+    }
+}
+
+/// Serialises the work on one alert inside this process: a sweep, a
+/// redelivery and an escalation of the same alert take turns, so the
+/// ledger is read before, and written after, each of them.
+struct AlertLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl AlertLocks {
+    fn new(stripes: usize) -> AlertLocks {
+        AlertLocks((0..stripes.max(1)).map(|_| Default::default()).collect())
+    }
+
+    async fn lock(&self, alert_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let hash = alert_id.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        self.0[hash % self.0.len()].lock().await
     }
 }
 
@@ -69,6 +118,7 @@ struct Ctx {
     policy: RetryPolicy,
     alerts: Store,
     incidents: Store,
+    locks: AlertLocks,
 }
 
 /// Loads routing, connects and runs until `shutdown`.
@@ -116,7 +166,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         routing,
         deliverer: Deliverer::new(email, Some(webhook)),
         policy,
+        locks: AlertLocks::new(64),
     });
+
+    // Finish what a previous process left half done, beside the consumers.
+    let sweep = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { sweep(&ctx).await })
+    };
 
     let run_consumer = |spec: ConsumerSpec, which: u8| {
         let ctx = ctx.clone();
@@ -150,6 +207,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         ],
     );
     // Deliveries retry inside the handler; give them room before redelivery.
+    // A killed process does not wait for this: the sweep at start-up
+    // finishes its alerts from the stored state.
     firings.ack_wait = std::time::Duration::from_secs(300);
     let mut incidents = ConsumerSpec::new(topology::INCIDENTS, "notifier-incidents", &[]);
     incidents.ack_wait = std::time::Duration::from_secs(300);
@@ -165,11 +224,52 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             2
         ),
     );
+    sweep.abort();
     rt.close().await;
     a?;
     b?;
     c?;
     Ok(())
+}
+
+/// Drives every alert the store says is unfinished: delivered to nobody
+/// yet, or to some, or without its escalation clock. Errors are logged;
+/// the alert is driven again by its next event.
+async fn sweep(ctx: &Ctx) {
+    use futures::StreamExt;
+    let keys = match ctx.alerts.keys().await {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list alerts; unfinished ones wait for redelivery");
+            return;
+        }
+    };
+    let keys: Vec<String> = keys
+        .filter_map(|k| async move { k.ok() })
+        .filter(|k| std::future::ready(k.starts_with("a.")))
+        .collect()
+        .await;
+    let mut resumed = 0usize;
+    for key in keys {
+        let Some(id) = key.strip_prefix("a.") else {
+            continue;
+        };
+        match kv::read::<AlertState>(&ctx.alerts, &key).await {
+            Ok(Versioned {
+                value: Some(state), ..
+            }) if state.pending() => {
+                resumed += 1;
+                if let Err(e) = drive(ctx, id, &TraceContext::new_root()).await {
+                    tracing::warn!(alert = %id, error = %e, "unfinished alert not finished yet");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(alert = %id, error = %e, "cannot read alert state"),
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(resumed, "finished alerts a previous run left unfinished");
+    }
 }
 
 /// The alert id of a de-duplication key.
@@ -237,13 +337,33 @@ async fn on_incident(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     Ok(())
 }
 
-async fn stored_incident(ctx: &Ctx, id: &str) -> Result<pb::Incident, HandleError> {
+/// The incident as the classifier stored it. A deadline alert must go out
+/// even when that copy is missing, so after a few tries the incident is
+/// rebuilt from what the firing carries (its deadline).
+async fn incident_for_firing(
+    ctx: &Ctx,
+    timer: &pb::Timer,
+    delivered: i64,
+) -> Result<pb::Incident, HandleError> {
+    let id = &timer.incident_id;
     let raw = ctx
         .incidents
         .get(subjects::token(id))
         .await
-        .map_err(|e| HandleError::Transient(e.to_string()))?
-        .ok_or_else(|| HandleError::Transient(format!("incident {id} not stored yet")))?;
+        .map_err(|e| HandleError::Transient(e.to_string()))?;
+    let Some(raw) = raw else {
+        if delivered < 3 {
+            return Err(HandleError::Transient(format!(
+                "incident {id} not stored yet"
+            )));
+        }
+        tracing::warn!(incident = %id, "incident not stored; alerting from the firing alone");
+        return Ok(pb::Incident {
+            id: id.clone(),
+            deadlines: timer.deadline.iter().cloned().collect(),
+            ..Default::default()
+        });
+    };
     let v: serde_json::Value =
         serde_json::from_slice(&raw).map_err(|e| HandleError::Permanent(e.to_string()))?;
     convert::incident_json_to_pb(&v).map_err(|e| HandleError::Permanent(e.to_string()))
@@ -272,7 +392,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         .clone()
         .ok_or_else(|| HandleError::Permanent("firing without timer".into()))?;
     if kind == "escalation_due" {
-        return escalate(ctx, &timer, &d.trace).await;
+        return escalate(ctx, &timer, &firing, &d.trace).await;
     }
     let reason = match kind.as_str() {
         "warning" => AlertReason::Warning,
@@ -285,7 +405,7 @@ async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
         "{}:{kind}:{}:{}:{intended}",
         timer.id, timer.generation, firing.sequence
     );
-    let incident = stored_incident(ctx, &timer.incident_id).await?;
+    let incident = incident_for_firing(ctx, &timer, d.delivered).await?;
     raise(ctx, reason, &key, &incident, Some(&firing), &d.trace).await
 }
 
@@ -294,7 +414,6 @@ fn build_alert(
     key: &str,
     incident: &pb::Incident,
     firing: Option<&pb::Firing>,
-    level: u32,
     recipients: Vec<pb::Recipient>,
     now: DateTime<Utc>,
 ) -> pb::Alert {
@@ -305,7 +424,7 @@ fn build_alert(
         incident_id: incident.id.clone(),
         reason: reason.as_str().to_string(),
         severity: reason.severity() as i32,
-        level,
+        level: 0,
         recipients,
         title_sv: sv.title,
         body_sv: sv.body,
@@ -320,8 +439,9 @@ fn reason_of(alert: &pb::Alert) -> AlertReason {
     alert.reason.parse().unwrap_or(AlertReason::Reportable)
 }
 
-/// Raises an alert once: creates its state, publishes it, delivers it and
-/// starts its escalation clock. Every step is safe to repeat.
+/// Raises an alert once: creates its state (unless it exists) and drives
+/// it. A snapshot that changes nothing the alert is about finds the alert
+/// settled and costs one read.
 async fn raise(
     ctx: &Ctx,
     reason: AlertReason,
@@ -333,91 +453,166 @@ async fn raise(
     let id = alert_id(key);
     let skey = format!("a.{id}");
     let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
-    let state = match current.value {
-        Some(s) => s,
+    match current.value {
+        Some(s) if !s.pending() => return Ok(()),
+        Some(_) => {}
         None => {
             let recipients = ctx.routing.recipients_for_units(
                 reason,
                 incident.units.iter().map(String::as_str),
                 0,
             );
-            let alert = build_alert(
-                reason,
-                key,
-                incident,
-                firing,
-                0,
-                recipients,
-                ctx.rt.clock.now(),
-            );
+            let now = ctx.rt.clock.now();
+            let alert = build_alert(reason, key, incident, firing, recipients, now);
             let s = AlertState {
                 level: 0,
+                level_since: Some(now),
+                units: incident.units.clone(),
                 acked_by: None,
                 acked_at: None,
                 delivered: BTreeSet::new(),
+                settled: None,
                 alert: hex::encode(alert.encode_to_vec()),
             };
-            match kv::write(&ctx.alerts, &skey, &s, 0).await {
-                Ok(_) => {
-                    ctx.rt.metrics.inc(
-                        "nisvakt_alerts_raised_total",
-                        &[("reason", reason.as_str())],
-                    );
-                    s
-                }
-                // Another replica raised it first: carry on with its state.
-                Err(kv::Error::Conflict(_)) => {
-                    match kv::read::<AlertState>(&ctx.alerts, &skey).await?.value {
-                        Some(s) => s,
-                        None => return Err(HandleError::Transient("alert state vanished".into())),
-                    }
-                }
+            match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
+                Ok(_) => ctx.rt.metrics.inc(
+                    "nisvakt_alerts_raised_total",
+                    &[("reason", reason.as_str())],
+                ),
+                // Raised in the meantime (a replica, the sweep): drive that.
+                Err(kv::Error::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    drive(ctx, &id, trace).await
+}
+
+/// The alert as it goes out at the state's level: that level's
+/// recipients (with the incident's units), and for a level above 0 a
+/// title and a first paragraph that say it was escalated and to which
+/// level.
+fn alert_at_level(ctx: &Ctx, state: &AlertState, raised: &pb::Alert) -> pb::Alert {
+    let level = state.level;
+    if level == 0 {
+        return raised.clone();
+    }
+    let reason = reason_of(raised);
+    let mut alert = raised.clone();
+    alert.level = level;
+    alert.recipients =
+        ctx.routing
+            .recipients_for_units(reason, state.units.iter().map(String::as_str), level);
+    let levels = ctx.routing.levels(reason).len();
+    let waited = ctx.routing.escalation(reason, level - 1);
+    for lang in Lang::ALL {
+        let (title, body) = match lang {
+            Lang::Sv => (&mut alert.title_sv, &mut alert.body_sv),
+            Lang::En => (&mut alert.title_en, &mut alert.body_en),
+        };
+        let text = crate::render::Rendered {
+            title: std::mem::take(title),
+            body: std::mem::take(body),
+        };
+        let escalated = crate::render::escalated(&text, level, levels, waited, lang);
+        *title = escalated.title;
+        *body = escalated.body;
+    }
+    alert
+}
+
+/// Brings one alert up to date with its stored state: announces its
+/// level, delivers to every recipient of that level not yet served, sets
+/// the clock to the next level, and marks the level settled. Safe to
+/// repeat at any point; a transient delivery failure leaves the level
+/// unsettled for the next try.
+async fn drive(ctx: &Ctx, id: &str, trace: &TraceContext) -> Result<(), HandleError> {
+    let _turn = ctx.locks.lock(id).await;
+    let skey = format!("a.{id}");
+    let Some(state) = kv::read::<AlertState>(&ctx.alerts, &skey).await?.value else {
+        tracing::warn!(alert = %id, "no state for alert; nothing to drive");
+        return Ok(());
     };
-    let alert = state
+    if !state.pending() {
+        return Ok(());
+    }
+    let raised = state
         .alert()
         .ok_or_else(|| HandleError::Permanent(format!("alert state {id} unreadable")))?;
-    ctx.rt
-        .publisher
-        .publish(
-            subjects::alert(&id, "raised"),
-            &format!("alert:{id}:raised"),
-            &pb::AlertRaised {
-                alert: Some(alert.clone()),
-            },
-            trace,
-        )
-        .await?;
-    if state.acked_by.is_none() {
-        deliver_level(ctx, &alert, 0, trace).await?;
-        schedule_escalation(ctx, &alert, 0, trace).await?;
+    let alert = alert_at_level(ctx, &state, &raised);
+    announce(ctx, &alert, trace).await?;
+    deliver(ctx, &skey, &alert, &state.delivered, trace).await?;
+    // An acknowledgement may have come in while delivering: then no clock,
+    // and one set in the meantime is cancelled again (the acknowledgement's
+    // own cancel may have gone out before it).
+    let mut scheduled = false;
+    loop {
+        let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
+        let Some(mut s) = current.value else {
+            return Ok(());
+        };
+        if s.acked_by.is_some() && scheduled {
+            cancel_escalation(ctx, id, alert.level, "acknowledged-late", trace).await?;
+        }
+        if !s.pending() || s.level != alert.level {
+            return Ok(());
+        }
+        schedule_escalation(ctx, &alert, s.level_since, trace).await?;
+        scheduled = true;
+        s.settled = Some(s.level);
+        match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
+            Ok(_) => return Ok(()),
+            Err(kv::Error::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Publishes the alert at its level for integrators and the console:
+/// `raised` at level 0, `escalated` above; de-duplicated by id and level.
+async fn announce(ctx: &Ctx, alert: &pb::Alert, trace: &TraceContext) -> Result<(), HandleError> {
+    let id = &alert.id;
+    if alert.level == 0 {
+        ctx.rt
+            .publisher
+            .publish(
+                subjects::alert(id, "raised"),
+                &format!("alert:{id}:raised"),
+                &pb::AlertRaised {
+                    alert: Some(alert.clone()),
+                },
+                trace,
+            )
+            .await?;
+    } else {
+        ctx.rt
+            .publisher
+            .publish(
+                subjects::alert(id, "escalated"),
+                &format!("alert:{id}:escalated:{}", alert.level),
+                &pb::AlertEscalated {
+                    alert: Some(alert.clone()),
+                },
+                trace,
+            )
+            .await?;
     }
     Ok(())
 }
 
-/// Delivers an alert at a level to every recipient not yet served.
-async fn deliver_level(
+/// Delivers the alert to every recipient of its level not in `done`,
+/// writing each success to the ledger before the next, and publishing a
+/// record of every attempt.
+async fn deliver(
     ctx: &Ctx,
+    skey: &str,
     alert: &pb::Alert,
-    level: u32,
+    done: &BTreeSet<String>,
     trace: &TraceContext,
 ) -> Result<(), HandleError> {
-    let skey = format!("a.{}", alert.id);
-    let state: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
-    let done = state.value.map(|s| s.delivered).unwrap_or_default();
-    let mut level_alert = alert.clone();
-    level_alert.level = level;
-    let recipients = if level == alert.level {
-        alert.recipients.clone()
-    } else {
-        ctx.routing
-            .recipients_for_units(reason_of(alert), std::iter::empty::<&str>(), level)
-    };
-    level_alert.recipients = recipients.clone();
+    let level = alert.level;
     let mut transient = None;
-    for r in &recipients {
+    for r in &alert.recipients {
         let target = match Target::of(r) {
             Ok(t) => t,
             Err(e) => {
@@ -432,10 +627,9 @@ async fn deliver_level(
         let publisher = ctx.rt.publisher.clone();
         let record = |attempt: crate::deliver::retry::Attempt| {
             let publisher = publisher.clone();
-            let result =
-                attempt.delivery_result(&level_alert, &target, to_timestamp(ctx.rt.clock.now()));
-            let subject = subjects::delivery(&level_alert.id, target.channel());
-            let msg_id = format!("delivery:{}:{entry}:{}", level_alert.id, attempt.number);
+            let result = attempt.delivery_result(alert, &target, to_timestamp(ctx.rt.clock.now()));
+            let subject = subjects::delivery(&alert.id, target.channel());
+            let msg_id = format!("delivery:{}:{entry}:{}", alert.id, attempt.number);
             let outcome = attempt.outcome.clone();
             async move {
                 if let AttemptOutcome::Retrying { after } = outcome {
@@ -448,7 +642,7 @@ async fn deliver_level(
         };
         match deliver_with_retry(
             &ctx.deliverer as &dyn Channel,
-            &level_alert,
+            alert,
             r,
             &ctx.policy,
             record,
@@ -460,7 +654,7 @@ async fn deliver_level(
                     "nisvakt_deliveries_total",
                     &[("channel", target.channel()), ("result", "delivered")],
                 );
-                mark_delivered(ctx, &skey, &entry).await?;
+                mark_delivered(ctx, skey, &entry).await?;
             }
             Err(e) if e.is_permanent() => {
                 ctx.rt.metrics.inc(
@@ -508,34 +702,35 @@ fn escalation_timer_id(alert_id: &str, level: u32) -> String {
     format!("esc-{alert_id}-l{level}")
 }
 
-/// Asks the deadline-timer for the clock that moves the alert from
-/// `level` to the next, if the routing has a next level.
+/// Asks the deadline-timer for the clock that moves the alert from its
+/// level to the next, if the routing has a next level. The due moment is
+/// `since + ack_within`, from stored instants only, so asking again (a
+/// redelivery, the sweep) leaves the timer's plan unchanged.
 async fn schedule_escalation(
     ctx: &Ctx,
     alert: &pb::Alert,
-    level: u32,
+    since: Option<DateTime<Utc>>,
     trace: &TraceContext,
 ) -> Result<(), HandleError> {
+    let level = alert.level;
     let Some(within) = ctx.routing.escalation(reason_of(alert), level) else {
         return Ok(());
     };
-    let raised = alert
-        .raised_at
-        .as_ref()
-        .and_then(nisvakt_bus::clock::from_timestamp)
+    let since = since
+        .or_else(|| {
+            alert
+                .raised_at
+                .as_ref()
+                .and_then(nisvakt_bus::clock::from_timestamp)
+        })
         .unwrap_or_else(|| ctx.rt.clock.now());
-    let base = if level == 0 {
-        raised
-    } else {
-        ctx.rt.clock.now()
-    };
     let timer_id = escalation_timer_id(&alert.id, level);
     let cmd = pb::ScheduleTimer {
         timer: Some(pb::Timer {
             id: timer_id.clone(),
             kind: pb::TimerKind::Escalation as i32,
             incident_id: alert.incident_id.clone(),
-            due_at: Some(to_timestamp(base + within)),
+            due_at: Some(to_timestamp(since + within)),
             alert_id: alert.id.clone(),
             escalation_level: level + 1,
             ..Default::default()
@@ -553,10 +748,43 @@ async fn schedule_escalation(
     Ok(())
 }
 
-async fn escalate(ctx: &Ctx, timer: &pb::Timer, trace: &TraceContext) -> Result<(), HandleError> {
+/// Asks the deadline-timer to drop the clock of `level`; `why` is part of
+/// the message id, so a second cancel for another reason is not taken for
+/// a duplicate of the first.
+async fn cancel_escalation(
+    ctx: &Ctx,
+    alert_id: &str,
+    level: u32,
+    why: &str,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
+    let timer_id = escalation_timer_id(alert_id, level);
+    ctx.rt
+        .publisher
+        .publish(
+            subjects::timer_command(&timer_id, "cancel"),
+            &format!("cmd:esc-cancel:{timer_id}:{why}"),
+            &pb::CancelTimer {
+                timer_id: timer_id.clone(),
+                reason: "acknowledged".into(),
+            },
+            trace,
+        )
+        .await?;
+    Ok(())
+}
+
+/// An escalation clock fired: unless someone acknowledged, the alert moves
+/// to the timer's level (once) and is driven there.
+async fn escalate(
+    ctx: &Ctx,
+    timer: &pb::Timer,
+    firing: &pb::Firing,
+    trace: &TraceContext,
+) -> Result<(), HandleError> {
     let skey = format!("a.{}", timer.alert_id);
     let next = timer.escalation_level;
-    let alert = loop {
+    loop {
         let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
         let Some(mut s) = current.value else {
             tracing::warn!(alert = %timer.alert_id, "escalation for an unknown alert; ignored");
@@ -565,48 +793,28 @@ async fn escalate(ctx: &Ctx, timer: &pb::Timer, trace: &TraceContext) -> Result<
         if s.acked_by.is_some() {
             return Ok(()); // someone acted
         }
-        let mut alert = s
-            .alert()
-            .ok_or_else(|| HandleError::Permanent("alert state unreadable".into()))?;
         if s.level >= next {
-            alert.level = s.level;
-            break alert; // already escalated: finish the deliveries below
+            break; // already escalated: drive finishes what is left
         }
         s.level = next;
-        alert.level = next;
+        s.settled = None;
+        s.level_since = Some(
+            firing
+                .intended_at
+                .as_ref()
+                .and_then(nisvakt_bus::clock::from_timestamp)
+                .unwrap_or_else(|| ctx.rt.clock.now()),
+        );
         match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
-            Ok(_) => break alert,
+            Ok(_) => {
+                ctx.rt.metrics.inc("nisvakt_alerts_escalated_total", &[]);
+                break;
+            }
             Err(kv::Error::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
-    };
-    alert_escalated(ctx, &alert, trace).await
-}
-
-async fn alert_escalated(
-    ctx: &Ctx,
-    alert: &pb::Alert,
-    trace: &TraceContext,
-) -> Result<(), HandleError> {
-    let level = alert.level;
-    let mut escalated = alert.clone();
-    escalated.recipients =
-        ctx.routing
-            .recipients_for_units(reason_of(alert), std::iter::empty::<&str>(), level);
-    ctx.rt.metrics.inc("nisvakt_alerts_escalated_total", &[]);
-    ctx.rt
-        .publisher
-        .publish(
-            subjects::alert(&alert.id, "escalated"),
-            &format!("alert:{}:escalated:{level}", alert.id),
-            &pb::AlertEscalated {
-                alert: Some(escalated.clone()),
-            },
-            trace,
-        )
-        .await?;
-    deliver_level(ctx, &escalated, level, trace).await?;
-    schedule_escalation(ctx, &escalated, level, trace).await
+    }
+    drive(ctx, &timer.alert_id, trace).await
 }
 
 async fn on_ack(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
@@ -639,20 +847,10 @@ async fn on_ack(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     }
     // Stop the clock of the current level (and any earlier one still there).
     for level in 0..=state.level {
-        let timer_id = escalation_timer_id(&cmd.alert_id, level);
-        ctx.rt
-            .publisher
-            .publish(
-                subjects::timer_command(&timer_id, "cancel"),
-                &format!("cmd:esc-cancel:{timer_id}"),
-                &pb::CancelTimer {
-                    timer_id: timer_id.clone(),
-                    reason: "acknowledged".into(),
-                },
-                &d.trace,
-            )
-            .await?;
+        cancel_escalation(ctx, &cmd.alert_id, level, "acknowledged", &d.trace).await?;
     }
+    // The note is an operator's free text: it goes on the bus masked.
+    let note = nisvakt_domain::mask::mask_identifiers(&cmd.note).text;
     ctx.rt
         .publisher
         .publish(
@@ -662,7 +860,7 @@ async fn on_ack(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
                 alert_id: cmd.alert_id.clone(),
                 incident_id,
                 acked_by: state.acked_by.clone().unwrap_or_default(),
-                note: cmd.note.clone(),
+                note,
                 acked_at: state.acked_at.map(to_timestamp),
             },
             &d.trace,
