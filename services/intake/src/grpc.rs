@@ -1,6 +1,8 @@
 //! The gRPC surface, `nisvakt.v1.Intake`: the same operations as REST,
 //! through the same validation (`TicketSubmission` becomes the JSON
 //! ticket input, so both doors accept and reject exactly the same).
+//! Credentials come in the `authorization` metadata (`Bearer <token>`),
+//! checked by `auth` exactly as over REST.
 
 use std::pin::Pin;
 
@@ -12,6 +14,7 @@ use nisvakt_proto::v1 as pb;
 use nisvakt_proto::v1::intake_server::{Intake as IntakeApi, IntakeServer};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{self, Action, Auth};
 use crate::ops::{Error, Intake};
 use crate::watch::Hub;
 
@@ -20,6 +23,23 @@ use crate::watch::Hub;
 pub struct Service {
     intake: Intake,
     hub: Hub,
+    auth: Auth,
+}
+
+impl Service {
+    /// Checks the call's `authorization` metadata for `action`.
+    fn authorize<T>(&self, request: &Request<T>, action: Action) -> Result<(), Status> {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match self.auth.check(action, value, None) {
+            Ok(_) => Ok(()),
+            Err(e @ auth::Error::Unauthenticated(_)) => Err(Status::unauthenticated(e.to_string())),
+            Err(e @ auth::Error::Forbidden { .. }) => Err(Status::permission_denied(e.to_string())),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
 }
 
 /// Serves gRPC on `listener` until shutdown.
@@ -27,11 +47,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     intake: Intake,
     hub: Hub,
+    auth: Auth,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
-        .add_service(IntakeServer::new(Service { intake, hub }))
+        .add_service(IntakeServer::new(Service { intake, hub, auth }))
         .serve_with_incoming_shutdown(incoming, async move { shutdown.wait().await })
         .await?;
     Ok(())
@@ -126,6 +147,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::TicketSubmission>,
     ) -> Result<Response<pb::SubmitTicketResponse>, Status> {
+        self.authorize(&request, Action::SubmitTicket)?;
         let trace = trace_of(&request);
         let valid = nisvakt_domain::ticket::validate(to_input(request.into_inner()))
             .map_err(|v| status(Error::Invalid(v)))?;
@@ -144,6 +166,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::RecordAssessment>,
     ) -> Result<Response<pb::CommandAccepted>, Status> {
+        self.authorize(&request, Action::Act)?;
         let trace = trace_of(&request);
         let id = self
             .intake
@@ -157,6 +180,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::ReportStage>,
     ) -> Result<Response<pb::CommandAccepted>, Status> {
+        self.authorize(&request, Action::Act)?;
         let trace = trace_of(&request);
         let id = self
             .intake
@@ -170,6 +194,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::ResolveIncident>,
     ) -> Result<Response<pb::CommandAccepted>, Status> {
+        self.authorize(&request, Action::Act)?;
         let trace = trace_of(&request);
         let id = self
             .intake
@@ -183,6 +208,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::AcknowledgeAlert>,
     ) -> Result<Response<pb::CommandAccepted>, Status> {
+        self.authorize(&request, Action::Act)?;
         let trace = trace_of(&request);
         let id = self
             .intake
@@ -196,6 +222,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::GetIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        self.authorize(&request, Action::Read)?;
         let id = request.into_inner().id;
         match self.intake.incident(&id).await.map_err(status)? {
             Some(v) => Ok(Response::new(incident_from_json(v)?)),
@@ -207,6 +234,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::ListIncidentsRequest>,
     ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        self.authorize(&request, Action::Read)?;
         let all = request.into_inner().include_resolved;
         let list = self.intake.incidents(all).await.map_err(status)?;
         let incidents = list
@@ -222,6 +250,7 @@ impl IntakeApi for Service {
         &self,
         request: Request<pb::WatchIncidentsRequest>,
     ) -> Result<Response<Self::WatchIncidentsStream>, Status> {
+        self.authorize(&request, Action::Read)?;
         let only = request.into_inner().incident_id;
         let rx = self.hub.subscribe();
         let stream = futures::stream::unfold((rx, only), |(mut rx, only)| async move {

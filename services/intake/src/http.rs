@@ -1,6 +1,8 @@
 //! The REST API (CONTRACT.md): tickets, operator commands, incident reads
 //! and the server-sent event stream. Handlers only translate between HTTP
-//! and `ops`; the rules live elsewhere.
+//! and `ops`; the rules live elsewhere. Every `/v1` route asks `auth`
+//! first (401 without valid credentials, 403 for a role that may not);
+//! the console's static files at `/` are public, its data calls are not.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use nisvakt_proto::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::{self, Action, Auth};
 use crate::ops::{Error, Intake};
 use crate::watch::Hub;
 
@@ -34,6 +37,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Body limit for 413.
     pub max_body_bytes: usize,
+    /// Who may do what.
+    pub auth: Auth,
 }
 
 /// The routes.
@@ -46,8 +51,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/assessment", post(post_assessment))
         .route("/v1/incidents/{id}/reports", post(post_report))
         .route("/v1/incidents/{id}/resolve", post(post_resolve))
+        .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}/ack", post(post_ack))
         .route("/v1/stream", get(stream))
+        .route("/", get(crate::console::index))
+        .route("/console.js", get(crate::console::script))
+        .route("/console.css", get(crate::console::style))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -69,6 +78,56 @@ fn trace_of(headers: &HeaderMap) -> TraceContext {
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse)
         .unwrap_or_else(TraceContext::new_root)
+}
+
+/// Checks the request's credentials for `action`; `body` is given where a
+/// body signature may stand in for a token (tickets).
+fn authorize(
+    s: &AppState,
+    headers: &HeaderMap,
+    action: Action,
+    body: Option<&[u8]>,
+) -> Result<(), Box<Response>> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = match (header("x-nisvakt-signature"), body) {
+        (Some(sig), Some(b)) => Some((sig, b)),
+        _ => None,
+    };
+    match s.auth.check(action, header("authorization"), signature) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Box::new(auth_error(e))),
+    }
+}
+
+fn auth_error(e: auth::Error) -> Response {
+    match e {
+        auth::Error::Unauthenticated(why) => (
+            StatusCode::UNAUTHORIZED,
+            [(http::header::WWW_AUTHENTICATE, "Bearer realm=\"nisvakt\"")],
+            axum::Json(json!({
+                "error": "unauthenticated",
+                "message": why,
+                "message_sv": "Inloggning krävs: skicka en giltig token (Authorization: Bearer …) eller en giltig X-Nisvakt-Signature.",
+                "message_en": "Authentication required: send a valid token (Authorization: Bearer …) or a valid X-Nisvakt-Signature.",
+            })),
+        )
+            .into_response(),
+        auth::Error::Forbidden { role, action } => (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({
+                "error": "forbidden",
+                "message": format!("the role {role} may not {action}"),
+                "message_sv": format!("Rollen {role} får inte göra detta."),
+                "message_en": format!("The role {role} may not {action}."),
+            })),
+        )
+            .into_response(),
+        auth::Error::Config(why) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": "config", "message": why})),
+        )
+            .into_response(),
+    }
 }
 
 fn error_response(e: Error) -> Response {
@@ -122,8 +181,19 @@ async fn post_ticket(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return body_error(r),
+        Err(r) => {
+            // Without credentials the caller learns nothing, not even the limit.
+            if let Err(resp) = authorize(&s, &headers, Action::SubmitTicket, None)
+                && headers.get("x-nisvakt-signature").is_none()
+            {
+                return *resp;
+            }
+            return body_error(r);
+        }
     };
+    if let Err(resp) = authorize(&s, &headers, Action::SubmitTicket, Some(&body)) {
+        return *resp;
+    }
     let text = String::from_utf8_lossy(&body);
     let valid = match nisvakt_domain::ticket::parse_json(&text) {
         Ok(v) => v,
@@ -141,14 +211,28 @@ struct ListQuery {
     include_resolved: bool,
 }
 
-async fn list_incidents(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn list_incidents(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Read, None) {
+        return *r;
+    }
     match s.intake.incidents(q.include_resolved).await {
         Ok(list) => axum::Json(json!({ "incidents": list })).into_response(),
         Err(e) => error_response(e),
     }
 }
 
-async fn get_incident(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_incident(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Read, None) {
+        return *r;
+    }
     match s.intake.incident(&id).await {
         Ok(Some(v)) => axum::Json(v).into_response(),
         Ok(None) => error_response(Error::NotFound(format!("incident {id}"))),
@@ -269,6 +353,9 @@ async fn post_assessment(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
+        return *r;
+    }
     let obj = match object(body) {
         Ok(o) => o,
         Err(r) => return *r,
@@ -307,6 +394,9 @@ async fn post_report(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
+        return *r;
+    }
     let obj = match object(body) {
         Ok(o) => o,
         Err(r) => return *r,
@@ -345,6 +435,9 @@ async fn post_resolve(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
+        return *r;
+    }
     let obj = match object(body) {
         Ok(o) => o,
         Err(r) => return *r,
@@ -369,6 +462,9 @@ async fn post_ack(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
+        return *r;
+    }
     let obj = match object(body) {
         Ok(o) => o,
         Err(r) => return *r,
@@ -386,10 +482,43 @@ async fn post_ack(
     accepted(s.intake.acknowledge(cmd, &trace_of(&headers)).await)
 }
 
-async fn stream(
+#[derive(Debug, Deserialize)]
+struct AlertQuery {
+    incident_id: Option<String>,
+    #[serde(default)]
+    include_acked: bool,
+    limit: Option<usize>,
+}
+
+async fn list_alerts(
     State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AlertQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Read, None) {
+        return *r;
+    }
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    match s
+        .intake
+        .alerts(q.incident_id.as_deref(), q.include_acked, limit)
+        .await
+    {
+        Ok(list) => axum::Json(json!({ "alerts": list })).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn stream(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Action::Read, None) {
+        return *r;
+    }
+    event_stream(s.hub.subscribe()).into_response()
+}
+
+fn event_stream(
+    rx: tokio::sync::broadcast::Receiver<crate::watch::Item>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = s.hub.subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let ev = match rx.recv().await {
             Ok(item) => {

@@ -1,7 +1,12 @@
 //! What intake does, whichever door a request came through (HTTP, gRPC,
 //! NATS): accept a validated ticket, persist an operator command, read the
-//! incident projection. Every write answers only after JetStream confirmed
-//! it; when the broker cannot store, the caller gets `Unavailable`.
+//! incident projection and the alerts. Every write answers only after
+//! JetStream confirmed it; when the broker cannot store or does not answer
+//! within the persist timeout, the caller gets `Unavailable`, never a
+//! receipt. Authentication is the doors' business, not this module's.
+
+use std::future::Future;
+use std::time::Duration;
 
 use async_nats::jetstream::kv::Store;
 use chrono::{DateTime, Utc};
@@ -53,6 +58,9 @@ pub struct Intake {
     rt: Runtime,
     receipts: Store,
     incidents: Store,
+    alerts: Store,
+    /// Upper bound on any one broker round trip a caller waits for.
+    timeout: Duration,
 }
 
 fn idempotency_hash(source: &str, ticket_id: &str, revision: u64) -> String {
@@ -73,15 +81,31 @@ fn field(field: &str, message: impl Into<String>) -> FieldError {
 }
 
 impl Intake {
-    /// Opens the buckets intake reads and writes.
-    pub async fn new(rt: Runtime) -> Result<Intake, Error> {
+    /// Opens the buckets intake reads and writes. `timeout` bounds every
+    /// operation a caller waits for, so a broker that is gone gives a quick
+    /// `Unavailable` instead of a hanging request.
+    pub async fn new(rt: Runtime, timeout: Duration) -> Result<Intake, Error> {
         let receipts = topology::bucket_or_create(&rt.js, topology::BUCKET_RECEIPTS).await?;
         let incidents = topology::bucket_or_create(&rt.js, topology::BUCKET_INCIDENTS).await?;
+        let alerts = topology::bucket_or_create(&rt.js, topology::BUCKET_ALERTS).await?;
         Ok(Intake {
             rt,
             receipts,
             incidents,
+            alerts,
+            timeout,
         })
+    }
+
+    /// Runs `fut` under the persist timeout.
+    async fn bounded<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Unavailable(format!(
+                "the broker did not answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 
     /// The runtime (clock, metrics).
@@ -90,8 +114,25 @@ impl Intake {
     }
 
     /// Masks and publishes one ticket revision; idempotent on (source,
-    /// ticket_id, revision).
+    /// ticket_id, revision). Answers only once JetStream stored it.
     pub async fn submit(
+        &self,
+        valid: ValidTicket,
+        channel: &str,
+        trace: &TraceContext,
+    ) -> Result<Receipt, Error> {
+        let r = self
+            .bounded(self.submit_unbounded(valid, channel, trace))
+            .await;
+        if r.is_err() {
+            self.rt
+                .metrics
+                .inc("nisvakt_tickets_total", &[("result", "unavailable")]);
+        }
+        r
+    }
+
+    async fn submit_unbounded(
         &self,
         valid: ValidTicket,
         channel: &str,
@@ -154,10 +195,13 @@ impl Intake {
 
     async fn require_incident(&self, id: &str) -> Result<(), Error> {
         let found = self
-            .incidents
-            .get(subjects::token(id))
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .bounded(async {
+                self.incidents
+                    .get(subjects::token(id))
+                    .await
+                    .map_err(|e| Error::Unavailable(e.to_string()))
+            })
+            .await?;
         match found {
             Some(_) => Ok(()),
             None => Err(Error::NotFound(format!("incident {id}"))),
@@ -171,10 +215,14 @@ impl Intake {
         event: &E,
         trace: &TraceContext,
     ) -> Result<String, Error> {
-        self.rt
-            .publisher
-            .publish(subject, &format!("cmd:{command_id}"), event, trace)
-            .await?;
+        self.bounded(async {
+            self.rt
+                .publisher
+                .publish(subject, &format!("cmd:{command_id}"), event, trace)
+                .await
+                .map_err(Error::from)
+        })
+        .await?;
         self.rt
             .metrics
             .inc("nisvakt_commands_total", &[("type", E::TYPE)]);
@@ -314,10 +362,13 @@ impl Intake {
     /// One incident's projection (JSON as the classifier stored it).
     pub async fn incident(&self, id: &str) -> Result<Option<serde_json::Value>, Error> {
         let raw = self
-            .incidents
-            .get(subjects::token(id))
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .bounded(async {
+                self.incidents
+                    .get(subjects::token(id))
+                    .await
+                    .map_err(|e| Error::Unavailable(e.to_string()))
+            })
+            .await?;
         raw.map(|b| {
             serde_json::from_slice(&b)
                 .map_err(|e| Error::Unavailable(format!("corrupt incident {id}: {e}")))
@@ -327,6 +378,22 @@ impl Intake {
 
     /// Every incident, newest first; resolved ones only when asked.
     pub async fn incidents(&self, include_resolved: bool) -> Result<Vec<serde_json::Value>, Error> {
+        // A whole listing gets a few round trips' worth of time.
+        let limit = self.timeout * 4;
+        tokio::time::timeout(limit, self.incidents_unbounded(include_resolved))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "listing incidents took over {} ms",
+                    limit.as_millis()
+                )))
+            })
+    }
+
+    async fn incidents_unbounded(
+        &self,
+        include_resolved: bool,
+    ) -> Result<Vec<serde_json::Value>, Error> {
         use futures::StreamExt;
         let mut keys = self
             .incidents
@@ -353,5 +420,134 @@ impl Intake {
             key(b).cmp(&key(a))
         });
         Ok(out)
+    }
+}
+
+/// One alert as the console and `nisctl` see it: the notifier's record in
+/// `nis_alerts` (`a.<alert_id>`) with the protobuf alert decoded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AlertView {
+    /// `alt_…`.
+    pub id: String,
+    /// The incident concerned.
+    pub incident_id: String,
+    /// Why it was raised (`reportable`, `due`, …).
+    pub reason: String,
+    /// `info`, `warning`, `high` or `critical`.
+    pub severity: String,
+    /// Escalation level reached (0 first).
+    pub level: u32,
+    /// Swedish title.
+    pub title_sv: String,
+    /// Swedish body.
+    pub body_sv: String,
+    /// English title.
+    pub title_en: String,
+    /// English body.
+    pub body_en: String,
+    /// When it was raised (RFC 3339).
+    pub raised_at: Option<String>,
+    /// Who acknowledged it.
+    pub acked_by: Option<String>,
+    /// When (RFC 3339).
+    pub acked_at: Option<String>,
+}
+
+/// The notifier's stored value for one alert (only what intake reads).
+#[derive(Debug, Deserialize)]
+struct StoredAlert {
+    #[serde(default)]
+    level: u32,
+    #[serde(default)]
+    acked_by: Option<String>,
+    #[serde(default)]
+    acked_at: Option<DateTime<Utc>>,
+    alert: String,
+}
+
+fn alert_view(raw: &[u8]) -> Option<AlertView> {
+    use prost::Message as _;
+    let stored: StoredAlert = serde_json::from_slice(raw).ok()?;
+    let bytes = hex::decode(&stored.alert).ok()?;
+    let a = pb::Alert::decode(bytes.as_slice()).ok()?;
+    let severity = match a.severity() {
+        pb::Severity::Unspecified | pb::Severity::Info => "info",
+        pb::Severity::Warning => "warning",
+        pb::Severity::High => "high",
+        pb::Severity::Critical => "critical",
+    };
+    let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Some(AlertView {
+        raised_at: a
+            .raised_at
+            .as_ref()
+            .and_then(nisvakt_bus::clock::from_timestamp)
+            .map(rfc),
+        id: a.id,
+        incident_id: a.incident_id,
+        reason: a.reason,
+        severity: severity.to_string(),
+        level: stored.level,
+        title_sv: a.title_sv,
+        body_sv: a.body_sv,
+        title_en: a.title_en,
+        body_en: a.body_en,
+        acked_by: stored.acked_by.filter(|s| !s.is_empty()),
+        acked_at: stored.acked_at.map(rfc),
+    })
+}
+
+impl Intake {
+    /// The alerts the notifier keeps, newest first: only unacknowledged ones
+    /// unless `include_acked`, only one incident's when `incident` is given,
+    /// at most `limit`.
+    pub async fn alerts(
+        &self,
+        incident: Option<&str>,
+        include_acked: bool,
+        limit: usize,
+    ) -> Result<Vec<AlertView>, Error> {
+        let bound = self.timeout * 4;
+        tokio::time::timeout(bound, async {
+            use futures::StreamExt;
+            let mut keys = self
+                .alerts
+                .keys()
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            let mut out = Vec::new();
+            while let Some(k) = keys.next().await {
+                let k = k.map_err(|e| Error::Unavailable(e.to_string()))?;
+                if !k.starts_with("a.") {
+                    continue;
+                }
+                let raw = self
+                    .alerts
+                    .get(&k)
+                    .await
+                    .map_err(|e| Error::Unavailable(e.to_string()))?;
+                let Some(view) = raw.as_deref().and_then(alert_view) else {
+                    continue;
+                };
+                if incident.is_some_and(|i| i != view.incident_id) {
+                    continue;
+                }
+                if !include_acked && view.acked_by.is_some() {
+                    continue;
+                }
+                out.push(view);
+            }
+            // RFC 3339 in UTC with one format sorts as text.
+            out.sort_by(|a, b| b.raised_at.cmp(&a.raised_at));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Unavailable(format!(
+                "listing alerts took over {} ms",
+                bound.as_millis()
+            )))
+        })
     }
 }
