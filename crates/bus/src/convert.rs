@@ -170,6 +170,10 @@ mod incident {
     use nisvakt_proto::v1 as pb;
 
     use super::{category_to_pb, harm_to_pb};
+
+    /// How many ticket references an event carries (the stored projection
+    /// keeps them all): a storm must not make every event huge.
+    pub const EVENT_TICKETS: usize = 50;
     use crate::clock::to_timestamp;
 
     fn assessment(a: &Assessment, incident: &Incident) -> pb::Assessment {
@@ -186,6 +190,7 @@ mod incident {
                     met: c.met,
                     met_at: c.met_at.map(to_timestamp),
                     reason: c.reason.clone(),
+                    reason_sv: c.reason_sv.clone(),
                 })
                 .collect(),
             pending_thresholds: a
@@ -267,6 +272,7 @@ mod incident {
             tickets: i
                 .tickets
                 .iter()
+                .take(EVENT_TICKETS)
                 .map(|t| pb::TicketRef {
                     source: t.source.clone(),
                     ticket_id: t.ticket_id.clone(),

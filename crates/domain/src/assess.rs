@@ -51,6 +51,9 @@ pub struct CriterionResult {
     pub met_at: Option<DateTime<Utc>>,
     /// Facts and times behind the result, for a person to check.
     pub reason: String,
+    /// The same reason in Swedish, for operators.
+    #[serde(default)]
+    pub reason_sv: String,
     /// How sure the rule set is of this criterion.
     pub certainty: Certainty,
 }
@@ -179,6 +182,54 @@ fn t(dt: DateTime<Utc>) -> String {
     format!("{} ({})", dt.format("%Y-%m-%dT%H:%M:%SZ"), local(dt))
 }
 
+/// A reason in both languages: English for engineers and logs, Swedish
+/// for the operators who must check it.
+#[derive(Debug, Clone, Default)]
+struct Reason {
+    en: String,
+    sv: String,
+}
+
+impl Reason {
+    fn new(en: impl Into<String>, sv: impl Into<String>) -> Reason {
+        Reason {
+            en: en.into(),
+            sv: sv.into(),
+        }
+    }
+
+    fn push(&mut self, en: &str, sv: &str) {
+        self.en.push_str(en);
+        self.sv.push_str(sv);
+    }
+}
+
+fn duration_sv(d: Duration) -> String {
+    format_duration(d)
+}
+
+/// The Swedish name of a judged fact, as the routine words it.
+fn fact_sv(fact: JudgedFact) -> &'static str {
+    match fact {
+        JudgedFact::PatientHarm => "patientskada (allvarlig vårdskada eller risk för den)",
+        JudgedFact::SecurityProtection => "säkerhetsskyddsincident",
+        JudgedFact::PersonalDataBreach => "personuppgiftsincident",
+        JudgedFact::CareBlocked => "att vårdåtgärder inte kunde genomföras",
+    }
+}
+
+fn value_sv(value: &str) -> &str {
+    match value {
+        "true" => "ja",
+        "false" => "nej",
+        "none" => "ingen",
+        "risk" => "risk",
+        "occurred" => "inträffad",
+        "unknown" => "okänt",
+        other => other,
+    }
+}
+
 /// Assesses `incident` under `rule_set` at `now`.
 ///
 /// Duration criteria are measured from the disruption's start: met at once
@@ -200,48 +251,86 @@ pub fn assess(incident: &Incident, rule_set: &RuleSet, now: DateTime<Utc>) -> As
                 comparison,
                 requires,
             } => {
-                let need = match comparison {
-                    Comparison::AtLeast => format!("{} or more", format_duration(*threshold)),
-                    Comparison::MoreThan => format!("more than {}", format_duration(*threshold)),
+                let (need, need_sv) = match comparison {
+                    Comparison::AtLeast => (
+                        format!("{} or more", format_duration(*threshold)),
+                        format!("{} eller mer", duration_sv(*threshold)),
+                    ),
+                    Comparison::MoreThan => (
+                        format!("more than {}", format_duration(*threshold)),
+                        format!("mer än {}", duration_sv(*threshold)),
+                    ),
                 };
-                let start_text = incident
+                let (start_text, start_sv) = incident
                     .disruption_started_at
-                    .map(|s| format!("disruption started {}", t(s)))
+                    .map(|s| {
+                        (
+                            format!("disruption started {}", t(s)),
+                            format!("störningen började {}", local(s)),
+                        )
+                    })
                     .unwrap_or_default();
+                let lasted = |end: DateTime<Utc>| {
+                    format_duration(end - incident.disruption_started_at.unwrap_or(end))
+                };
                 let (reached, mut reason) = match reach(incident, *threshold, *comparison, now) {
-                    Reach::NoStart => (None, "no disruption start is known".to_string()),
+                    Reach::NoStart => (
+                        None,
+                        Reason::new(
+                            "no disruption start is known",
+                            "ingen starttid för störningen är känd",
+                        ),
+                    ),
                     Reach::Reached(at) => (
                         Some(at),
                         match incident.disruption_ended_at {
-                            Some(end) => format!(
-                                "{start_text}, ended {}: lasted {}, {need}",
-                                t(end),
-                                format_duration(
-                                    end - incident.disruption_started_at.unwrap_or(end)
-                                )
+                            Some(end) => Reason::new(
+                                format!(
+                                    "{start_text}, ended {}: lasted {}, {need}",
+                                    t(end),
+                                    lasted(end)
+                                ),
+                                format!(
+                                    "{start_sv}, slutade {}: varade {}, {need_sv}",
+                                    local(end),
+                                    lasted(end)
+                                ),
                             ),
                             // No `now` in the text: a reason must not change
                             // unless its facts do, or every fold would look
                             // like a new assessment.
-                            None => format!(
-                                "{start_text} and is still going on: {need} reached at {}",
-                                t(at)
+                            None => Reason::new(
+                                format!(
+                                    "{start_text} and is still going on: {need} reached at {}",
+                                    t(at)
+                                ),
+                                format!("{start_sv} och pågår: {need_sv} uppnåddes {}", local(at)),
                             ),
                         },
                     ),
                     Reach::Pending(at) => (
                         None,
-                        format!(
-                            "{start_text} and is still going on: {need} will be reached at {}",
-                            t(at)
+                        Reason::new(
+                            format!(
+                                "{start_text} and is still going on: {need} will be reached at {}",
+                                t(at)
+                            ),
+                            format!("{start_sv} och pågår: {need_sv} uppnås {}", local(at)),
                         ),
                     ),
                     Reach::EndedBefore(end) => (
                         None,
-                        format!(
-                            "{start_text}, ended {} after {}: shorter than {need}",
-                            t(end),
-                            format_duration(end - incident.disruption_started_at.unwrap_or(end))
+                        Reason::new(
+                            format!(
+                                "{start_text}, ended {} after {}: shorter than {need}",
+                                t(end),
+                                lasted(end)
+                            ),
+                            format!(
+                                "{start_sv}, slutade {} efter {}: kortare än {need_sv}",
+                                local(end),
+                                lasted(end)
+                            ),
                         ),
                     ),
                 };
@@ -255,21 +344,30 @@ pub fn assess(incident: &Incident, rule_set: &RuleSet, now: DateTime<Utc>) -> As
                 if let Some(Requirement::CareBlocked) = requires {
                     match &care {
                         Some((true, since, who)) => {
-                            reason
-                                .push_str(&format!("; care blocked per {who} since {}", t(*since)));
+                            reason.push(
+                                &format!("; care blocked per {who} since {}", t(*since)),
+                                &format!("; vården hindrad enligt {who} sedan {}", local(*since)),
+                            );
                             known_at = known_at.max(Some(*since));
                         }
                         Some((false, since, who)) => {
                             blocked_ok = false;
-                            reason.push_str(&format!(
-                                "; NOT met: care was not blocked per {who} ({})",
-                                t(*since)
-                            ));
+                            reason.push(
+                                &format!(
+                                    "; NOT met: care was not blocked per {who} ({})",
+                                    t(*since)
+                                ),
+                                &format!(
+                                    "; INTE uppfyllt: vården var inte hindrad enligt {who} ({})",
+                                    local(*since)
+                                ),
+                            );
                         }
                         None => {
                             blocked_ok = false;
-                            reason.push_str(
+                            reason.push(
                                 "; NOT met: unknown whether care measures were blocked (needs an operator's assessment)",
+                                "; INTE uppfyllt: okänt om vårdåtgärder hindrades (behöver en bedömning)",
                             );
                         }
                     }
@@ -297,7 +395,8 @@ pub fn assess(incident: &Incident, rule_set: &RuleSet, now: DateTime<Utc>) -> As
             id: c.id.clone(),
             met: met_at.is_some(),
             met_at,
-            reason,
+            reason: reason.en,
+            reason_sv: reason.sv,
             certainty: c.certainty,
         });
     }
@@ -325,7 +424,7 @@ pub fn assess(incident: &Incident, rule_set: &RuleSet, now: DateTime<Utc>) -> As
 fn judgement(
     incident: &Incident,
     fact: JudgedFact,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, String) {
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Reason) {
     let c = &incident.confirmed;
     let confirmed = match fact {
         JudgedFact::PatientHarm => c.patient_harm.as_ref().map(|p| {
@@ -350,22 +449,41 @@ fn judgement(
             .map(|p| (p.value, p.value.to_string(), p.since, p.by.clone())),
     };
     let name = fact.as_str();
+    let name_sv = fact_sv(fact);
     match confirmed {
         Some((true, value, since, by)) => (
             Some(since),
             Some(since),
-            format!("operator {by} confirmed {name} = {value} at {}", t(since)),
+            Reason::new(
+                format!("operator {by} confirmed {name} = {value} at {}", t(since)),
+                format!(
+                    "{by} bekräftade {name_sv}: {} ({})",
+                    value_sv(&value),
+                    local(since)
+                ),
+            ),
         ),
         Some((false, value, since, by)) => (
             None,
             None,
-            format!("operator {by} assessed {name} = {value} at {}", t(since)),
+            Reason::new(
+                format!("operator {by} assessed {name} = {value} at {}", t(since)),
+                format!(
+                    "{by} bedömde {name_sv}: {} ({})",
+                    value_sv(&value),
+                    local(since)
+                ),
+            ),
         ),
         None => {
-            let mut reason = format!("no operator has confirmed {name}");
+            let mut reason = Reason::new(
+                format!("no operator has confirmed {name}"),
+                format!("ingen har ännu bekräftat {name_sv}"),
+            );
             if fact == JudgedFact::PatientHarm && incident.harm_signalled() {
-                reason.push_str(
+                reason.push(
                     "; a ticket suggests patient harm, which only raises the question: it needs an operator's assessment",
+                    "; ett ärende tyder på patientskada, vilket bara väcker frågan: en person måste bedöma den",
                 );
             }
             (None, None, reason)

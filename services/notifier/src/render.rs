@@ -417,7 +417,11 @@ impl Templates {
             Lang::Sv => &self.sv,
             Lang::En => &self.en,
         };
-        let ctx = Ctx { set, incident };
+        let ctx = Ctx {
+            set,
+            lang,
+            incident,
+        };
         let vars = ctx.vars(reason, firing);
         let lookup = |name: &str| vars.get(name).map(String::as_str);
         let masked = set.word("masked");
@@ -699,6 +703,7 @@ fn fill_line<'v>(line: &str, lookup: &impl Fn(&str) -> Option<&'v str>) -> Strin
 /// Everything a reason template can refer to, for one incident.
 struct Ctx<'a> {
     set: &'a LangSet,
+    lang: Lang,
     incident: &'a Incident,
 }
 
@@ -998,7 +1003,15 @@ impl Ctx<'_> {
                         ),
                         ("rule_set", &a.rule_set),
                         ("met_at", &met_at),
-                        ("reason", c.reason.trim()),
+                        (
+                            "reason",
+                            match self.lang {
+                                // Operators read Swedish; older snapshots had
+                                // only the English reason.
+                                Lang::Sv if !c.reason_sv.trim().is_empty() => c.reason_sv.trim(),
+                                _ => c.reason.trim(),
+                            },
+                        ),
                     ],
                 )
             })
@@ -1314,6 +1327,7 @@ mod tests {
                     met: true,
                     met_at: Some(ts(at(2026, 3, 29, 6, 5))),
                     reason: "disrupted since 01:05 CET, 6 h reached".into(),
+                    reason_sv: "störd sedan 01:05 CET, 6h uppnått".into(),
                 }],
                 pending_thresholds: vec![PendingThreshold {
                     criterion: "care_interrupted_2h".into(),

@@ -172,6 +172,7 @@ fn incident() -> Incident {
                 met: true,
                 met_at: Some(at(2026, 3, 29, 6, 5)),
                 reason: "disrupted since 2026-03-29T00:05Z; 6 h reached".into(),
+                reason_sv: "störd sedan 2026-03-29 01:05 (CET); 6h uppnått".into(),
             }],
             ..Assessment::default()
         }],
