@@ -148,9 +148,25 @@ async fn an_operator_runs_an_incident_from_ticket_to_resolution_with_nisctl() ->
         .env("NISVAKT_TOKEN", OPERATOR)
         .args(["watch", "--json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let stdout = watch.stdout.take().expect("piped");
+    // Connected once it says so on stderr: only then is the ticket sent, so
+    // the tail must see the incident open.
+    let stderr = watch.stderr.take().expect("piped");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = ready_tx.send(line);
+        }
+    });
+    let first = ready_rx.recv_timeout(Duration::from_secs(20));
+    assert!(
+        first
+            .as_deref()
+            .is_ok_and(|l| l.contains("Följer intake live")),
+        "watch did not start: {first:?}"
+    );
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
