@@ -1633,4 +1633,28 @@ mod tests {
             "head\n  x\n  y\nfoot {{b}}"
         );
     }
+
+    #[test]
+    fn an_escalated_alert_says_its_level_and_why_in_both_languages() {
+        let inc = incident();
+        let base = render(AlertReason::Reportable, &inc, None, Lang::Sv);
+        let sv = escalated(&base, 1, 2, Some(TimeDelta::minutes(30)), Lang::Sv);
+        assert!(
+            sv.title.starts_with("ESKALERAT till nivå 2 av 2: "),
+            "{}",
+            sv.title
+        );
+        assert!(sv.title.ends_with(&base.title));
+        assert!(sv.body.starts_with("ESKALERAT LARM"), "{}", sv.body);
+        assert!(sv.body.contains("0 h 30 min"), "{}", sv.body);
+        assert!(sv.body.ends_with(&base.body));
+        let en_base = render(AlertReason::Reportable, &inc, None, Lang::En);
+        let en = escalated(&en_base, 2, 2, None, Lang::En);
+        // A level past the configured ones is still shown truthfully.
+        assert!(
+            en.title.starts_with("ESCALATED to level 3 of 3: "),
+            "{}",
+            en.title
+        );
+    }
 }

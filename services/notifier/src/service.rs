@@ -331,10 +331,15 @@ async fn on_incident(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
             "incident event without incident".into(),
         ));
     };
+    // One alert's failing receiver must not hold back the others: try
+    // every alert, then hand the first failure back for a redelivery.
+    let mut first_error = None;
     for (reason, key) in intents(&incident) {
-        raise(ctx, reason, &key, &incident, None, &d.trace).await?;
+        if let Err(e) = raise(ctx, reason, &key, &incident, None, &d.trace).await {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The incident as the classifier stored it. A deadline alert must go out
@@ -454,8 +459,28 @@ async fn raise(
     let skey = format!("a.{id}");
     let current: Versioned<AlertState> = kv::read(&ctx.alerts, &skey).await?;
     match current.value {
-        Some(s) if !s.pending() => return Ok(()),
-        Some(_) => {}
+        Some(s) if s.acked_by.is_some() => return Ok(()),
+        Some(mut s) => {
+            let new_units: Vec<String> = incident
+                .units
+                .iter()
+                .filter(|u| !s.units.contains(u))
+                .cloned()
+                .collect();
+            if new_units.is_empty() && !s.pending() {
+                return Ok(());
+            }
+            if !new_units.is_empty() {
+                // Another unit reports the same disruption: its manager is
+                // alerted too (the ledger spares everyone already served).
+                s.units.extend(new_units);
+                s.settled = None;
+                match kv::write(&ctx.alerts, &skey, &s, current.revision).await {
+                    Ok(_) | Err(kv::Error::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         None => {
             let recipients = ctx.routing.recipients_for_units(
                 reason,
@@ -489,20 +514,20 @@ async fn raise(
 }
 
 /// The alert as it goes out at the state's level: that level's
-/// recipients (with the incident's units), and for a level above 0 a
+/// recipients (with every unit that reported it), and for a level above 0 a
 /// title and a first paragraph that say it was escalated and to which
 /// level.
 fn alert_at_level(ctx: &Ctx, state: &AlertState, raised: &pb::Alert) -> pb::Alert {
     let level = state.level;
-    if level == 0 {
-        return raised.clone();
-    }
     let reason = reason_of(raised);
     let mut alert = raised.clone();
     alert.level = level;
     alert.recipients =
         ctx.routing
             .recipients_for_units(reason, state.units.iter().map(String::as_str), level);
+    if level == 0 {
+        return alert;
+    }
     let levels = ctx.routing.levels(reason).len();
     let waited = ctx.routing.escalation(reason, level - 1);
     for lang in Lang::ALL {
