@@ -11,6 +11,7 @@ use nisvakt_testkit::{NatsServer, workspace_root};
 
 const SERVICE_PW: &str = "service-secret";
 const INTEGRATOR_PW: &str = "integrator-secret";
+const TICKETING_PW: &str = "ticketing-secret";
 
 async fn server() -> anyhow::Result<NatsServer> {
     NatsServer::start_with_config(
@@ -18,6 +19,7 @@ async fn server() -> anyhow::Result<NatsServer> {
         &[
             ("NISVAKT_NATS_PASSWORD", SERVICE_PW),
             ("NISVAKT_INTEGRATOR_PASSWORD", INTEGRATOR_PW),
+            ("NISVAKT_TICKETING_PASSWORD", TICKETING_PW),
         ],
         ("nisvakt", SERVICE_PW),
     )
@@ -80,5 +82,43 @@ async fn integrators_read_the_public_areas_and_nothing_else() -> anyhow::Result<
     );
     let info = sjs.get_stream("NIS_TICKETS").await?.get_info().await?;
     assert_eq!(info.state.messages, 1, "only the service's ticket is there");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_ticketing_system_may_only_use_the_ticket_door() -> anyhow::Result<()> {
+    let server = server().await?;
+    let service = server.client_as("nisvakt", SERVICE_PW).await?;
+    nisvakt_bus::topology::ensure(&jetstream::new(service.clone())).await?;
+    // A stand-in for intake's door, answering every request.
+    let mut door = service.subscribe("nis.v1.ticket.submit").await?;
+    let responder = service.clone();
+    tokio::spawn(async move {
+        while let Some(m) = door.next().await {
+            if let Some(reply) = m.reply {
+                let _ = responder.publish(reply, "ok".into()).await;
+            }
+        }
+    });
+    service.flush().await?;
+
+    let ticketing = server.client_as("ticketing", TICKETING_PW).await?;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        ticketing.request("nis.v1.ticket.submit", "{}".into()),
+    )
+    .await??;
+    assert_eq!(answer.payload.as_ref(), b"ok");
+
+    // Anything else is refused: nothing reaches the ticket stream.
+    let _ = ticketing.publish("nis.v1.ticket.accepted", "forged".into()).await;
+    ticketing.flush().await.ok();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = jetstream::new(service)
+        .get_stream("NIS_TICKETS")
+        .await?
+        .get_info()
+        .await?;
+    assert_eq!(info.state.messages, 0);
     Ok(())
 }

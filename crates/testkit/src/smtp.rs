@@ -153,6 +153,9 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Replies are small writes; without this a delayed ACK
+                    // on the other side stalls each command by ~40 ms.
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(session(stream, Arc::clone(&state)));
                 }
                 Err(error) => tracing::warn!(%error, "SMTP receiver: accept failed"),
