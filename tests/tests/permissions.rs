@@ -111,7 +111,9 @@ async fn the_ticketing_system_may_only_use_the_ticket_door() -> anyhow::Result<(
     assert_eq!(answer.payload.as_ref(), b"ok");
 
     // Anything else is refused: nothing reaches the ticket stream.
-    let _ = ticketing.publish("nis.v1.ticket.accepted", "forged".into()).await;
+    let _ = ticketing
+        .publish("nis.v1.ticket.accepted", "forged".into())
+        .await;
     ticketing.flush().await.ok();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let info = jetstream::new(service)

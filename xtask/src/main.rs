@@ -175,14 +175,21 @@ fn console_test(nats: &Path) -> anyhow::Result<()> {
         run(update).context("apt-get update (install chromium by hand, or set CHROMIUM)")?;
         let mut install = Command::new("apt-get");
         install
-            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive");
         run(install).context("installing chromium (or set CHROMIUM to a Chromium binary)")?;
     }
     let dir = root.join("console-test");
     if !dir.join("node_modules/playwright-core").is_dir() {
         let mut npm = Command::new("npm");
-        npm.args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&dir);
+        npm.args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir);
         run(npm).context("npm ci in console-test (needs Node.js and npm)")?;
     }
     let mut node = Command::new("node");

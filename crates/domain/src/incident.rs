@@ -259,6 +259,10 @@ pub struct Confirmations {
     pub security_protection: Option<Confirmed<bool>>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// One ticket's contribution to the incident (masked; no reporter).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRef {
@@ -273,12 +277,16 @@ pub struct TicketRef {
     /// Masked subject.
     pub subject: String,
     /// The reporting unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
     /// The affected system as named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     /// The category, given or inferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Category>,
     /// Whether `category` was inferred from the text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub category_inferred: bool,
     /// When the ticket was created.
     pub reported_at: DateTime<Utc>,
@@ -292,22 +300,30 @@ pub struct TicketRef {
     pub start_known_at: DateTime<Utc>,
     /// The disruption's end per this ticket (a resolved ticket without an end
     /// counts as ended when it arrived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disruption_ended_at: Option<DateTime<Utc>>,
     /// When nisvakt learned this end (the revision that set it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_known_at: Option<DateTime<Utc>>,
     /// Open or resolved.
     pub status: TicketStatus,
     /// Care blocked as the reporter says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub care_blocked: Option<bool>,
     /// Since when the ticket has said care was blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub care_blocked_since: Option<DateTime<Utc>>,
     /// Patient harm as the reporter says (a question only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient_harm: Option<PatientHarm>,
     /// Whether the text has patient-harm words.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub harm_signal: bool,
     /// Whether the subject carries "Eventuell NIS-incident".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspected_nis: bool,
     /// Identifiers masked in this revision.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub identifiers_masked: u32,
 }
 
@@ -611,7 +627,11 @@ impl Incident {
             );
         }
         self.timeline.extend(entries);
-        self.applied.insert(fact.key());
+        // Tickets are recognised through `tickets` (key and revision), so
+        // their keys would only make a storm's document larger.
+        if !matches!(fact, Fact::Ticket { .. }) {
+            self.applied.insert(fact.key());
+        }
         self.revision = before.revision + 1;
         self.updated_at = now;
         let assessed = self.assessments != before.assessments || self.deadlines != before.deadlines;

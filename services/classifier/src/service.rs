@@ -428,7 +428,12 @@ async fn correlate_or_claim(
     receipt_id: &str,
     accepted_at: DateTime<Utc>,
 ) -> Result<IncidentId, kv::Error> {
-    let dk = disruption_key(&correlate::correlation_key(ticket, &ctx.lexicon));
+    let primary = correlate::correlation_key(ticket, &ctx.lexicon);
+    let category = format!(
+        "category:{}",
+        correlate::effective_category(ticket, &ctx.lexicon)
+    );
+    let dk = disruption_key(&primary);
     let entry = ctx
         .correlation
         .entry(&dk)
@@ -456,7 +461,33 @@ async fn correlate_or_claim(
         Some(e) => e.revision,
         None => 0,
     };
+    // A ticket naming a system may be about the disruption an earlier
+    // ticket described only by its category (and the other way round):
+    // the category key names the open incident of that kind.
+    let ck = disruption_key(&category);
+    if ck != dk
+        && let Some(e) = ctx
+            .correlation
+            .entry(&ck)
+            .await
+            .map_err(|e| broker(e.to_string(), &ck))?
+        && e.operation == async_nats::jetstream::kv::Operation::Put
+    {
+        let id = parse_id(&ck, &e.value)?;
+        let stored: Versioned<Stored> =
+            kv::read(&ctx.incidents, &incident_key(id.as_str())).await?;
+        if let Some(s) = stored.value
+            && correlate::correlates(&s.incident, ticket, &ctx.lexicon, ctx.window)
+        {
+            return Ok(id);
+        }
+    }
     let value: bytes::Bytes = fresh.as_str().to_string().into();
+    if ck != dk {
+        // Let later category-only tickets find this incident; an existing
+        // claim stays (it is checked with `correlates` when used).
+        let _ = ctx.correlation.create(&ck, value.clone()).await;
+    }
     if revision == 0 {
         ctx.correlation
             .create(&dk, value)

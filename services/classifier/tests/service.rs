@@ -437,3 +437,59 @@ async fn operators_confirm_harm_and_a_stage_one_report_moves_stage_three() -> an
     assert_eq!(s3.anchor_at, reported_at);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_naming_no_system_joins_the_open_incident_of_its_kind() -> anyhow::Result<()> {
+    let h = Harness::start(1, false).await?;
+    let now = now_s();
+    let named = ticket(
+        "T-NAMED",
+        "Journalsystemet",
+        "Vårdboende Linnéa",
+        now - Span::minutes(30),
+        true,
+    );
+    h.ticket(&named, "rcp_named", now, "rcp_named").await?;
+    // Same outage, described only in words: "journalen" makes it the record system.
+    let mut vague = ticket(
+        "T-VAGUE",
+        "x",
+        "Hemtjänst Norr",
+        now - Span::minutes(20),
+        true,
+    );
+    vague.system = None;
+    vague.subject = "Kommer inte in i journalen".into();
+    h.ticket(&vague, "rcp_vague", now, "rcp_vague").await?;
+    // And a different record system at the same time is its own incident.
+    let other = ticket(
+        "T-OTHER",
+        "Cosmic Link",
+        "Hemtjänst Norr",
+        now - Span::minutes(20),
+        true,
+    );
+    h.ticket(&other, "rcp_other", now, "rcp_other").await?;
+    h.wait_drained("NIS_TICKETS", "classifier-tickets", Duration::from_secs(20))
+        .await?;
+    let all = h.incidents().await?;
+    let mut counts: Vec<(String, u32)> = all
+        .iter()
+        .map(|(s, _)| {
+            (
+                s.incident.system.clone().unwrap_or_default(),
+                s.incident.ticket_count,
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("Cosmic Link".to_string(), 1),
+            ("Journalsystemet".to_string(), 2)
+        ],
+        "{counts:?}"
+    );
+    Ok(())
+}
