@@ -74,6 +74,30 @@ impl Runtime {
         })
     }
 
+    /// Runs `handler(ctx, delivery)` over the durable consumer `spec` until
+    /// shutdown: the service's consumer loop with its publisher (for dead
+    /// letters), metrics and shutdown flag.
+    pub async fn consume<C, H, Fut>(
+        &self,
+        spec: crate::consume::ConsumerSpec,
+        ctx: Arc<C>,
+        handler: H,
+    ) -> Result<(), Error>
+    where
+        H: Fn(Arc<C>, crate::Delivery) -> Fut,
+        Fut: std::future::Future<Output = Result<(), crate::HandleError>>,
+    {
+        crate::consume::run(
+            self.publisher.clone(),
+            self.service,
+            spec,
+            self.metrics.clone(),
+            self.shutdown.clone(),
+            move |d| handler(ctx.clone(), d),
+        )
+        .await
+    }
+
     /// Flushes the connection so every publish left the process.
     pub async fn close(self) {
         if let Err(e) = self.client.flush().await {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use async_nats::jetstream::kv::Store;
 use chrono::{DateTime, Duration, Utc};
 use nisvakt_bus::clock::from_timestamp;
-use nisvakt_bus::consume::{self, ConsumerSpec};
+use nisvakt_bus::consume::ConsumerSpec;
 use nisvakt_bus::kv::{self, Versioned};
 use nisvakt_bus::{
     Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology,
@@ -215,56 +215,29 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         window,
     });
 
-    let tickets = {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "classifier",
-            ConsumerSpec::new(topology::TICKETS, "classifier-tickets", &[]),
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move { on_ticket(&ctx, d).await }
-            },
-        )
-    };
-    let commands = {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "classifier",
-            ConsumerSpec::new(
-                topology::COMMANDS,
-                "classifier-commands",
-                &["nis.v1.command.incident.>"],
-            ),
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move { on_command(&ctx, d).await }
-            },
-        )
-    };
-    let thresholds = {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "classifier",
-            ConsumerSpec::new(
-                topology::DEADLINES,
-                "classifier-thresholds",
-                &["nis.v1.deadline.*.threshold_reached"],
-            ),
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move { on_threshold(&ctx, d).await }
-            },
-        )
-    };
+    let tickets = rt.consume(
+        ConsumerSpec::new(topology::TICKETS, "classifier-tickets", &[]),
+        ctx.clone(),
+        |ctx, d| async move { on_ticket(&ctx, d).await },
+    );
+    let commands = rt.consume(
+        ConsumerSpec::new(
+            topology::COMMANDS,
+            "classifier-commands",
+            &["nis.v1.command.incident.>"],
+        ),
+        ctx.clone(),
+        |ctx, d| async move { on_command(&ctx, d).await },
+    );
+    let thresholds = rt.consume(
+        ConsumerSpec::new(
+            topology::DEADLINES,
+            "classifier-thresholds",
+            &["nis.v1.deadline.*.threshold_reached"],
+        ),
+        ctx.clone(),
+        |ctx, d| async move { on_threshold(&ctx, d).await },
+    );
     let (a, b, c) = tokio::join!(tickets, commands, thresholds);
     rt.close().await;
     a?;

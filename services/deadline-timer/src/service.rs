@@ -16,7 +16,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::kv::Store;
 use chrono::{DateTime, Utc};
 use nisvakt_bus::clock::{from_timestamp, to_timestamp};
-use nisvakt_bus::consume::{self, ConsumerSpec};
+use nisvakt_bus::consume::ConsumerSpec;
 use nisvakt_bus::kv::{self, Versioned};
 use nisvakt_bus::{Delivery, HandleError, Runtime, Shutdown, TraceContext, subjects, topology};
 use nisvakt_proto::Event;
@@ -66,58 +66,33 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.clone(),
     );
 
-    let snapshots = {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "deadline-timer",
-            ConsumerSpec::new(topology::INCIDENTS, "deadline-timer-incidents", &[]),
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move { on_snapshot(&ctx, d).await }
-            },
-        )
-    };
-    let commands = {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "deadline-timer",
-            ConsumerSpec::new(
-                topology::COMMANDS,
-                "deadline-timer-commands",
-                &["nis.v1.command.timer.>"],
-            ),
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move { on_command(&ctx, d).await }
-            },
-        )
-    };
+    let snapshots = rt.consume(
+        ConsumerSpec::new(topology::INCIDENTS, "deadline-timer-incidents", &[]),
+        ctx.clone(),
+        |ctx, d| async move { on_snapshot(&ctx, d).await },
+    );
+    let commands = rt.consume(
+        ConsumerSpec::new(
+            topology::COMMANDS,
+            "deadline-timer-commands",
+            &["nis.v1.command.timer.>"],
+        ),
+        ctx.clone(),
+        |ctx, d| async move { on_command(&ctx, d).await },
+    );
     // Firings of different timers are independent (each claim is a
     // revision check on its own timer record), so several pull loops share
     // the durable firing consumer, as replicas would. Commands and
     // snapshots stay one at a time: their order per timer matters.
     let firings = futures::future::join_all((0..config.firing_concurrency.max(1)).map(|_| {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "deadline-timer",
+        rt.consume(
             ConsumerSpec::new(
                 topology::TIMERS,
                 "deadline-timer-firings",
                 &["nis.v1.timer.fire.>"],
             ),
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move { on_firing(&ctx, d).await }
-            },
+            ctx.clone(),
+            |ctx, d| async move { on_firing(&ctx, d).await },
         )
     }));
     let (a, b, c, ()) = tokio::join!(snapshots, commands, firings, sweep);

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use async_nats::jetstream::kv::Store;
 use chrono::{DateTime, Utc};
 use nisvakt_bus::clock::to_timestamp;
-use nisvakt_bus::consume::{self, ConsumerSpec};
+use nisvakt_bus::consume::ConsumerSpec;
 use nisvakt_bus::kv::{self, Versioned};
 use nisvakt_bus::{
     Delivery, HandleError, Runtime, Shutdown, TraceContext, convert, subjects, topology,
@@ -175,26 +175,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tokio::spawn(async move { sweep(&ctx).await })
     };
 
-    let run_consumer = |spec: ConsumerSpec, which: u8| {
-        let ctx = ctx.clone();
-        consume::run(
-            rt.publisher.clone(),
-            "notifier",
-            spec,
-            rt.metrics.clone(),
-            shutdown.clone(),
-            move |d| {
-                let ctx = ctx.clone();
-                async move {
-                    match which {
-                        0 => on_incident(&ctx, d).await,
-                        1 => on_firing(&ctx, d).await,
-                        _ => on_ack(&ctx, d).await,
-                    }
-                }
-            },
-        )
-    };
     let mut firings = ConsumerSpec::new(
         topology::DEADLINES,
         "notifier-firings",
@@ -212,16 +192,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     firings.ack_wait = std::time::Duration::from_secs(300);
     let mut incidents = ConsumerSpec::new(topology::INCIDENTS, "notifier-incidents", &[]);
     incidents.ack_wait = std::time::Duration::from_secs(300);
+    let acks = ConsumerSpec::new(
+        topology::COMMANDS,
+        "notifier-acks",
+        &["nis.v1.command.alert.*.ack"],
+    );
     let (a, b, c) = tokio::join!(
-        run_consumer(incidents, 0),
-        run_consumer(firings, 1),
-        run_consumer(
-            ConsumerSpec::new(
-                topology::COMMANDS,
-                "notifier-acks",
-                &["nis.v1.command.alert.*.ack"]
-            ),
-            2
+        rt.consume(incidents, ctx.clone(), |ctx, d| async move {
+            on_incident(&ctx, d).await
+        }),
+        rt.consume(firings, ctx.clone(), |ctx, d| async move {
+            on_firing(&ctx, d).await
+        }),
+        rt.consume(
+            acks,
+            ctx.clone(),
+            |ctx, d| async move { on_ack(&ctx, d).await }
         ),
     );
     sweep.abort();
