@@ -403,9 +403,18 @@ pub(crate) async fn finish(
 async fn on_firing(ctx: &Ctx, d: Delivery) -> Result<(), HandleError> {
     let firing = Firing::decode(d.payload.as_ref())
         .map_err(|e| HandleError::Permanent(format!("undecodable firing: {e}")))?;
-    fire(ctx, firing, Source::Broker, &d.trace)
-        .await
-        .map(|_| ())
+    fire(ctx, firing, Source::Broker, &d.trace).await?;
+    // Handled and recorded: the broker's copy is no longer needed, and
+    // removing it keeps the timer stream from growing with every firing.
+    // Best effort: a copy left behind is harmless (its slot is claimed).
+    if d.stream_sequence > 0 {
+        let request = format!(r#"{{"seq":{},"no_erase":true}}"#, d.stream_sequence);
+        let subject = format!("$JS.API.STREAM.MSG.DELETE.{}", topology::TIMERS);
+        if let Err(e) = ctx.rt.client.request(subject, request.into()).await {
+            tracing::debug!(error = %e, "processed firing not removed from the timer stream");
+        }
+    }
+    Ok(())
 }
 
 /// Who asks for a firing.

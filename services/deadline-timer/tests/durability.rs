@@ -52,6 +52,16 @@ async fn after_a_sigkill_and_restart_every_moment_fires_once_and_those_due_while
             assert!(f.lateness_ms >= 2000, "{f:?}");
         }
     }
+    // Handled firings are removed, so the timer stream does not grow with
+    // every moment that passed.
+    let mut stream = bus.js.get_stream(nisvakt_bus::topology::TIMERS).await?;
+    let info = stream.info().await?.state.clone();
+    let mut left = 0;
+    let mut subjects = stream.info_with_subjects("nis.v1.timer.fire.>").await?;
+    while let Some(Ok((_, n))) = futures::StreamExt::next(&mut subjects).await {
+        left += n;
+    }
+    assert_eq!(left, 0, "firings left in the stream: {info:?}");
     Ok(())
 }
 
