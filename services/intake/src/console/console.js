@@ -148,7 +148,9 @@ async function reload() {
 // ---- rendering ----
 function criterionList(a) {
   const met = (a.criteria || []).filter((c) => c.met);
-  const items = met.map((c) => el('li', { text: `${c.id}: ${c.reason || ''}${c.met_at ? ` (${local(c.met_at)})` : ''}` }));
+  // Operators read the Swedish reason; English shows the engineers' text.
+  const reason = (c) => (state.lang === 'sv' && c.reason_sv) ? c.reason_sv : (c.reason || '');
+  const items = met.map((c) => el('li', { text: `${c.id}: ${reason(c)}${c.met_at ? ` (${local(c.met_at)})` : ''}` }));
   for (const p of a.pending_thresholds || []) items.push(el('li', { text: `${p.criterion}: ${t('pending')} ${local(p.at)}` }));
   return items.length ? el('ul', { class: 'reasons' }, items) : null;
 }
