@@ -240,6 +240,17 @@ async fn get_incident(
     }
 }
 
+/// An operator command's body: the caller may act, and the body is a
+/// JSON object (else the response that says why).
+fn command_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Map<String, Value>, Box<Response>> {
+    authorize(s, headers, Action::Act, None)?;
+    object(body)
+}
+
 /// Reads a JSON object body, naming the problem when it is not one.
 fn object(
     body: Result<Bytes, BytesRejection>,
@@ -353,10 +364,7 @@ async fn post_assessment(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
-        return *r;
-    }
-    let obj = match object(body) {
+    let obj = match command_body(&s, &headers, body) {
         Ok(o) => o,
         Err(r) => return *r,
     };
@@ -394,10 +402,7 @@ async fn post_report(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
-        return *r;
-    }
-    let obj = match object(body) {
+    let obj = match command_body(&s, &headers, body) {
         Ok(o) => o,
         Err(r) => return *r,
     };
@@ -435,10 +440,7 @@ async fn post_resolve(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
-        return *r;
-    }
-    let obj = match object(body) {
+    let obj = match command_body(&s, &headers, body) {
         Ok(o) => o,
         Err(r) => return *r,
     };
@@ -462,10 +464,7 @@ async fn post_ack(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers, Action::Act, None) {
-        return *r;
-    }
-    let obj = match object(body) {
+    let obj = match command_body(&s, &headers, body) {
         Ok(o) => o,
         Err(r) => return *r,
     };
