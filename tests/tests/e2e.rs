@@ -46,7 +46,9 @@ async fn a_posted_ticket_reaches_an_alert_with_one_trace_across_every_hop() -> a
     assert!(a.incident_id.starts_with("inc_"), "{a:?}");
     assert!(!a.title_sv.is_empty() && !a.body_sv.is_empty());
 
-    // One trace id on every hop.
+    // One trace id on every hop. (A hop may also carry events of its own
+    // making, e.g. a reconciler's repair under a trace of its own, so each
+    // hop must have the ticket's trace on at least one of its events.)
     for (stream, filter) in [
         ("NIS_TICKETS", "nis.v1.ticket.accepted"),
         ("NIS_INCIDENTS", "nis.v1.incident.*.assessed"),
@@ -54,15 +56,13 @@ async fn a_posted_ticket_reaches_an_alert_with_one_trace_across_every_hop() -> a
         ("NIS_ALERTS", "nis.v1.alert.*.raised"),
     ] {
         let msgs = sys
-            .collect(stream, filter, 1, Duration::from_secs(10))
+            .collect(stream, filter, 100, Duration::from_secs(3))
             .await?;
-        let m = msgs
-            .first()
-            .unwrap_or_else(|| panic!("nothing on {filter}"));
-        assert_eq!(
-            trace_id(m).as_deref(),
-            Some(TRACE_ID),
-            "trace id on {filter}"
+        assert!(!msgs.is_empty(), "nothing on {filter}");
+        let traces: Vec<Option<String>> = msgs.iter().map(trace_id).collect();
+        assert!(
+            traces.iter().any(|t| t.as_deref() == Some(TRACE_ID)),
+            "no event on {filter} carries the ticket's trace: {traces:?}"
         );
     }
 

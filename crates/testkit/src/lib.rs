@@ -8,10 +8,12 @@ pub mod baseline;
 pub mod nats;
 pub mod procs;
 pub mod smtp;
+pub mod system;
 pub mod webhook;
 
 pub use nats::NatsServer;
 pub use procs::{ServiceProcess, service_bin};
+pub use system::Services;
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {

@@ -208,6 +208,10 @@ pub struct Projection {
     pub applied_revision: Option<u64>,
 }
 
+/// How long the reconciler leaves a just-changed projection to the live
+/// snapshot path.
+pub const FRESH: Duration = Duration::seconds(30);
+
 /// A repair the reconciler asks the shell to perform.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Repair {
@@ -249,6 +253,10 @@ pub enum Repair {
 /// - A pending slot still ahead of `now` whose schedule subject is missing
 ///   is republished. Slots already past belong to the watchdog.
 ///
+/// - A projection newer than the applied snapshot that changed less than
+///   [`FRESH`] ago is left alone: its snapshot event is on its way, and the
+///   live path (which carries the change's trace) should plan it.
+///
 /// `schedules_present` must be listed *before* `now` was taken, so a slot
 /// ahead of `now` cannot have fired between the two.
 pub fn reconcile(
@@ -265,6 +273,10 @@ pub fn reconcile(
             continue;
         }
         let newer = p.applied_revision.is_none() || p.incident.revision > applied;
+        let changed_at = p.incident.updated_at.as_ref().and_then(from_timestamp);
+        if newer && changed_at.is_some_and(|t| now - t < FRESH) {
+            continue;
+        }
         let wanted = timers_for(&p.incident);
         let wanted_ids: BTreeSet<&str> = wanted.iter().map(|t| t.id.as_str()).collect();
         for t in &wanted {
@@ -527,6 +539,23 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_projection_changed_moments_ago_is_left_to_its_snapshot() {
+        let now = at(6, 0);
+        let mut fresh = incident(3, vec![deadline(1, at(12, 0), DeadlineStatus::Pending)]);
+        fresh.updated_at = Some(ts(now - Duration::seconds(5)));
+        let records = BTreeMap::new();
+        let present = BTreeSet::new();
+        let p = [Projection {
+            incident: fresh.clone(),
+            applied_revision: Some(2),
+        }];
+        assert!(reconcile(&p, &records, &present, now).is_empty());
+        // Once it has had time to arrive, drift is repaired.
+        let later = now + FRESH + Duration::seconds(1);
+        assert_eq!(reconcile(&p, &records, &present, later).len(), 1);
     }
 
     #[test]

@@ -60,6 +60,7 @@ struct Doc {
     revision: u64,
     status: String,
     disruption_ended_at: Option<Instant>,
+    updated_at: Option<Instant>,
     deadlines: Vec<DocDeadline>,
     assessments: Vec<DocAssessment>,
 }
@@ -249,11 +250,18 @@ pub fn parse(json: &[u8]) -> Result<Incident, Error> {
             ..Default::default()
         });
     }
+    // Unreadable here is not worth refusing the incident for: it only
+    // tells the reconciler how fresh the projection is.
+    let updated_at = doc
+        .updated_at
+        .as_ref()
+        .and_then(|v| instant("updated_at", v).ok());
     Ok(Incident {
         id: doc.id,
         revision: doc.revision,
         status: status as i32,
         disruption_ended_at: disruption_ended_at.map(to_timestamp),
+        updated_at: updated_at.map(to_timestamp),
         deadlines,
         assessments,
         ..Default::default()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
-use nisvakt_testkit::{NatsServer, ServiceProcess, free_port, workspace_root};
+use nisvakt_testkit::{NatsServer, ServiceProcess, Services, workspace_root};
 
 /// Everything running.
 pub struct System {
@@ -33,50 +33,17 @@ impl System {
     pub async fn start() -> anyhow::Result<System> {
         install_crypto();
         let nats = NatsServer::start().await?;
-        let root = workspace_root();
-        let url = nats.url();
-        let http_port = free_port();
-        let admin: Vec<String> = (0..4)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let next_admin = std::cell::Cell::new(0usize);
-        let common = |extra: Vec<(&'static str, String)>| {
-            let i = next_admin.get();
-            next_admin.set(i + 1);
-            let mut env = vec![
-                ("NATS_URL", url.clone()),
-                ("NISVAKT_ADMIN_ADDR", admin[i].clone()),
-            ];
-            env.extend(extra);
-            env
-        };
-        let intake = ServiceProcess::start(
-            "nisvakt-intake",
-            &common(vec![
-                ("NISVAKT_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
-                ("NISVAKT_GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
-            ]),
-        )?;
-        let classifier = ServiceProcess::start(
-            "nisvakt-classifier",
-            &common(vec![(
-                "NISVAKT_RULES",
-                root.join("rules").display().to_string(),
-            )]),
-        )?;
-        let timer = ServiceProcess::start("nisvakt-deadline-timer", &common(vec![]))?;
-        let notifier = ServiceProcess::start(
-            "nisvakt-notifier",
-            &common(vec![(
-                "NISVAKT_ROUTING",
-                root.join("deploy/routing.example.toml")
-                    .display()
-                    .to_string(),
-            )]),
-        )?;
+        let Services {
+            intake,
+            classifier,
+            timer,
+            notifier,
+            http,
+            admin,
+            ..
+        } = Services::start(&nats.url(), &[])?;
         let client = nats.client().await?;
         let js = jetstream::new(client.clone());
-        let http = format!("http://127.0.0.1:{http_port}");
         let http_client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;

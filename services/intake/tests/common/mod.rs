@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_nats::jetstream;
-use nisvakt_testkit::{NatsServer, ServiceProcess, free_port, workspace_root};
+use nisvakt_testkit::{NatsServer, ServiceProcess, Services, free_port};
 
 /// A ticketing-system token in every test.
 pub const TICKETING: &str = "tick-token-0001";
@@ -136,47 +136,23 @@ pub struct System {
 impl System {
     pub async fn start() -> anyhow::Result<System> {
         let nats = NatsServer::start().await?;
-        let root = workspace_root();
-        let url = nats.url();
-        let http_port = free_port();
-        let common = |extra: Vec<(&'static str, String)>| {
-            let mut env = vec![
-                ("NATS_URL", url.clone()),
-                ("NISVAKT_ADMIN_ADDR", format!("127.0.0.1:{}", free_port())),
-            ];
-            env.extend(extra);
-            env
-        };
-        let intake = ServiceProcess::start(
-            "nisvakt-intake",
-            &common(vec![
-                ("NISVAKT_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
-                ("NISVAKT_GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
+        let Services {
+            intake,
+            classifier,
+            timer,
+            notifier,
+            http,
+            ..
+        } = Services::start(
+            &nats.url(),
+            &[
                 ("NISVAKT_TOKENS", tokens()),
                 ("NISVAKT_WEBHOOK_SECRET", SECRET.to_string()),
-            ]),
-        )?;
-        let classifier = ServiceProcess::start(
-            "nisvakt-classifier",
-            &common(vec![(
-                "NISVAKT_RULES",
-                root.join("rules").display().to_string(),
-            )]),
-        )?;
-        let timer = ServiceProcess::start("nisvakt-deadline-timer", &common(vec![]))?;
-        let notifier = ServiceProcess::start(
-            "nisvakt-notifier",
-            &common(vec![(
-                "NISVAKT_ROUTING",
-                root.join("deploy/routing.example.toml")
-                    .display()
-                    .to_string(),
-            )]),
+            ],
         )?;
         let nats_client = nats.client().await?;
         let js = jetstream::new(nats_client.clone());
         let client = http_client()?;
-        let http = format!("http://127.0.0.1:{http_port}");
         if let Err(e) = wait_ready(&client, &http, Some(OPERATOR)).await {
             bail!("{e}\n{}", intake.output());
         }
