@@ -73,6 +73,22 @@ fn idempotency_hash(source: &str, ticket_id: &str, revision: u64) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// Adds "is required" for a blank `value`.
+fn require(errors: &mut Vec<FieldError>, name: &str, value: &str) {
+    if value.trim().is_empty() {
+        errors.push(field(name, "is required"));
+    }
+}
+
+/// `Ok` when nothing was wrong, else every problem at once.
+fn valid(errors: Vec<FieldError>) -> Result<(), Error> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors { errors }.into())
+    }
+}
+
 fn field(field: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.to_string(),
@@ -236,18 +252,14 @@ impl Intake {
         trace: &TraceContext,
     ) -> Result<String, Error> {
         let mut errors = Vec::new();
-        if cmd.assessed_by.trim().is_empty() {
-            errors.push(field("assessed_by", "is required"));
-        }
+        require(&mut errors, "assessed_by", &cmd.assessed_by);
         if cmd.patient_harm() == pb::PatientHarm::Unknown {
             errors.push(field(
                 "patient_harm",
                 "must be none, risk or occurred (a person's judgement)",
             ));
         }
-        if !errors.is_empty() {
-            return Err(ValidationErrors { errors }.into());
-        }
+        valid(errors)?;
         self.require_incident(&cmd.incident_id).await?;
         cmd.command_id = ulid::Ulid::generate().to_string();
         cmd.issued_at
@@ -277,21 +289,15 @@ impl Intake {
                 "must be one of nis, personal_data, lex_maria, security_protection",
             ));
         }
-        if cmd.stage.trim().is_empty() {
-            errors.push(field("stage", "is required"));
-        }
-        if cmd.reported_by.trim().is_empty() {
-            errors.push(field("reported_by", "is required"));
-        }
+        require(&mut errors, "stage", &cmd.stage);
+        require(&mut errors, "reported_by", &cmd.reported_by);
         if cmd.channel() == pb::ReportChannel::Unspecified {
             errors.push(field(
                 "channel",
                 "must be one of tool, letter, phone, email",
             ));
         }
-        if !errors.is_empty() {
-            return Err(ValidationErrors { errors }.into());
-        }
+        valid(errors)?;
         self.require_incident(&cmd.incident_id).await?;
         let now = to_timestamp(self.rt.clock.now());
         cmd.command_id = ulid::Ulid::generate().to_string();
@@ -313,12 +319,9 @@ impl Intake {
         mut cmd: pb::ResolveIncident,
         trace: &TraceContext,
     ) -> Result<String, Error> {
-        if cmd.resolved_by.trim().is_empty() {
-            return Err(ValidationErrors {
-                errors: vec![field("resolved_by", "is required")],
-            }
-            .into());
-        }
+        let mut errors = Vec::new();
+        require(&mut errors, "resolved_by", &cmd.resolved_by);
+        valid(errors)?;
         self.require_incident(&cmd.incident_id).await?;
         let now = to_timestamp(self.rt.clock.now());
         cmd.command_id = ulid::Ulid::generate().to_string();
@@ -340,18 +343,10 @@ impl Intake {
         mut cmd: pb::AcknowledgeAlert,
         trace: &TraceContext,
     ) -> Result<String, Error> {
-        if cmd.acked_by.trim().is_empty() {
-            return Err(ValidationErrors {
-                errors: vec![field("acked_by", "is required")],
-            }
-            .into());
-        }
-        if cmd.alert_id.trim().is_empty() {
-            return Err(ValidationErrors {
-                errors: vec![field("alert_id", "is required")],
-            }
-            .into());
-        }
+        let mut errors = Vec::new();
+        require(&mut errors, "acked_by", &cmd.acked_by);
+        require(&mut errors, "alert_id", &cmd.alert_id);
+        valid(errors)?;
         cmd.command_id = ulid::Ulid::generate().to_string();
         cmd.issued_at = Some(to_timestamp(self.rt.clock.now()));
         let id = cmd.command_id.clone();
